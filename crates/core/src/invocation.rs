@@ -1,0 +1,231 @@
+//! One invocation of a function: what is asked of the invoker, what comes back, and the
+//! record Nimbus keeps of it.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::function::{FunctionConfig, FunctionName};
+
+/// Names one invocation everywhere: headers, logs, records, traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId(Uuid);
+
+impl RequestId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::InvalidParameterValue(format!("'{s}' is not a request id")))
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl From<Uuid> for RequestId {
+    fn from(value: Uuid) -> Self {
+        Self(value)
+    }
+}
+
+/// `X-Amz-Invocation-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+impl InvocationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestResponse => "RequestResponse",
+            Self::Event => "Event",
+            Self::DryRun => "DryRun",
+        }
+    }
+}
+
+impl FromStr for InvocationType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "RequestResponse" => Ok(Self::RequestResponse),
+            "Event" => Ok(Self::Event),
+            "DryRun" => Ok(Self::DryRun),
+            other => Err(Error::InvalidParameterValue(format!(
+                "1 validation error detected: Value '{other}' at 'invocationType' failed to \
+                 satisfy constraint: Member must satisfy enum value set: [Event, \
+                 RequestResponse, DryRun]"
+            ))),
+        }
+    }
+}
+
+/// Where an invocation stands. `Succeeded`, `Failed` and `DeadLettered` are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvocationStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Retrying,
+    DeadLettered,
+}
+
+impl InvocationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::DeadLettered)
+    }
+}
+
+impl FromStr for InvocationStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Retrying,
+            Self::DeadLettered,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| Error::Service(format!("unknown invocation status '{s}'")))
+    }
+}
+
+/// The record Nimbus keeps of every invocation, looked up by request id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvocationRecord {
+    pub request_id: RequestId,
+    pub function_name: FunctionName,
+    pub function_version: String,
+    pub invocation_type: InvocationType,
+    pub status: InvocationStatus,
+    pub attempts: u32,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub finished_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<f64>,
+    /// `errorType` of the failure (`Sandbox.Timedout`, the handler's exception class, ...).
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// What the invoker is asked to run. It carries the whole configuration so that the invoker
+/// never consults the function table; it fetches only the code, by its hash.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub request_id: RequestId,
+    pub function: FunctionConfig,
+    /// A JSON document, already validated by the gateway.
+    pub payload: Bytes,
+    /// The decoded `X-Amz-Client-Context` JSON, passed to the function as is.
+    pub client_context: Option<String>,
+    /// Whether to return the tail of the invocation's log.
+    pub want_log_tail: bool,
+    /// `Lambda-Runtime-Trace-Id` / `_X_AMZN_TRACE_ID` for the function.
+    pub trace_id: Option<String>,
+}
+
+/// `X-Amz-Function-Error`: the function failed; the payload holds the error document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionError {
+    Unhandled,
+}
+
+impl FunctionError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unhandled => "Unhandled",
+        }
+    }
+}
+
+/// What came back from running the function. A function error is an outcome, not an
+/// [`Error`]: Lambda answers it with `200` and `X-Amz-Function-Error`.
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    /// The function's response, or the error document when `function_error` is set.
+    pub payload: Bytes,
+    pub function_error: Option<FunctionError>,
+    /// The error's `errorType` when known, for the record.
+    pub error_type: Option<String>,
+    pub executed_version: String,
+    pub duration: Duration,
+    /// Set on a cold start: how long the instance took to initialise.
+    pub init_duration: Option<Duration>,
+    pub max_memory_used_mb: u64,
+    /// The last bytes of the invocation's log (START..REPORT) when asked for.
+    pub log_tail: Option<String>,
+}
+
+/// Builds Lambda's error document, `{"errorMessage": ..., "errorType": ...}`.
+pub fn error_document(error_type: &str, message: &str) -> Bytes {
+    let document = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+    Bytes::from(document.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ["queued", "running", "succeeded", "failed", "retrying", "dead_lettered"] {
+            assert_eq!(s.parse::<InvocationStatus>().unwrap().as_str(), s);
+        }
+    }
+
+    #[test]
+    fn invocation_types_parse() {
+        assert_eq!(
+            "DryRun".parse::<InvocationType>().unwrap(),
+            InvocationType::DryRun
+        );
+        assert!("Sync".parse::<InvocationType>().is_err());
+    }
+
+    #[test]
+    fn request_ids_round_trip() {
+        let id = RequestId::new();
+        assert_eq!(RequestId::parse(&id.to_string()).unwrap(), id);
+        assert!(RequestId::parse("nope").is_err());
+    }
+}
