@@ -1,0 +1,37 @@
+//! The store's error, and how it becomes the domain error callers answer with.
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    RevisionMismatch(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("a stored row does not parse: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<Error> for nimbus_core::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Conflict(message) => Self::ResourceConflict(message),
+            Error::NotFound(message) => Self::ResourceNotFound(message),
+            Error::RevisionMismatch(message) => Self::PreconditionFailed(message),
+            other => Self::Service(other.to_string()),
+        }
+    }
+}
+
+/// Whether a database error is a unique-key violation (a taken name), on either backend.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}

@@ -1,0 +1,75 @@
+//! Nimbus' durable state: functions, their code, and invocation records.
+//!
+//! One [`Store`] trait with two backends, picked by the database URL: the embedded SQLite
+//! file that `nimbus dev` uses, and Postgres for the distributed topology. Both pass the same
+//! conformance suite. Invocation records are written in batches by [`RecordWriter`], never one
+//! commit per request.
+
+mod error;
+mod postgres;
+mod records;
+mod rows;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nimbus_core::{CodeSha256, FunctionConfig, FunctionName, InvocationRecord, RequestId};
+
+pub use error::{Error, Result};
+pub use postgres::PostgresStore;
+pub use records::{RecordWriter, RecordWriterConfig, RecordWriterStats};
+pub use sqlite::SqliteStore;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a code zip under its hash. Idempotent: the same hash twice is one row.
+    async fn put_code(&self, sha: &CodeSha256, zip: Bytes) -> Result<()>;
+
+    async fn get_code(&self, sha: &CodeSha256) -> Result<Option<Bytes>>;
+
+    /// Creates a function; [`Error::Conflict`] if the name is taken.
+    async fn create_function(&self, function: &FunctionConfig) -> Result<()>;
+
+    async fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionConfig>>;
+
+    /// Functions ordered by name, starting after `after`, at most `limit` of them.
+    async fn list_functions(
+        &self,
+        after: Option<&FunctionName>,
+        limit: usize,
+    ) -> Result<Vec<FunctionConfig>>;
+
+    /// Replaces a function's configuration if its stored `revision_id` is still
+    /// `expected_revision`: [`Error::NotFound`] if it is gone, [`Error::RevisionMismatch`] if
+    /// someone else updated it first.
+    async fn update_function(
+        &self,
+        function: &FunctionConfig,
+        expected_revision: &str,
+    ) -> Result<()>;
+
+    /// Deletes a function; `false` if there was none. Code rows stay (other functions or
+    /// queued events may still name them).
+    async fn delete_function(&self, name: &FunctionName) -> Result<bool>;
+
+    /// Inserts or replaces invocation records, all in one transaction.
+    async fn put_invocations(&self, records: &[InvocationRecord]) -> Result<()>;
+
+    async fn get_invocation(&self, request_id: &RequestId) -> Result<Option<InvocationRecord>>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`,
+/// and brings its schema up to date.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(Error::Config(format!(
+            "unsupported database URL '{url}': use sqlite://PATH or postgres://..."
+        )))
+    }
+}

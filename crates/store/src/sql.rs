@@ -1,0 +1,210 @@
+//! The [`Store`](crate::Store) implementation both SQL backends share. The SQL and the rows
+//! are the same for SQLite and Postgres, only the pool type differs, so one macro body is
+//! expanded for each backend instead of being written twice.
+
+macro_rules! sql_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn put_code(
+                &self,
+                sha: &nimbus_core::CodeSha256,
+                zip: bytes::Bytes,
+            ) -> $crate::Result<()> {
+                let size = i64::try_from(zip.len()).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "INSERT INTO function_code (sha256, zip, size) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(sha.to_hex())
+                .bind(zip.as_ref())
+                .bind(size)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_code(
+                &self,
+                sha: &nimbus_core::CodeSha256,
+            ) -> $crate::Result<Option<bytes::Bytes>> {
+                let zip: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT zip FROM function_code WHERE sha256 = $1")
+                        .bind(sha.to_hex())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(zip.map(bytes::Bytes::from))
+            }
+
+            async fn create_function(
+                &self,
+                function: &nimbus_core::FunctionConfig,
+            ) -> $crate::Result<()> {
+                let row = $crate::rows::FunctionRow::from_config(function)?;
+                let inserted = bind_function(sqlx::query($crate::rows::INSERT_FUNCTION), row)
+                    .execute(&self.pool)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(()),
+                    Err(e) if $crate::error::is_unique_violation(&e) => {
+                        Err($crate::Error::Conflict(format!(
+                            "Function already exist: {}",
+                            function.name
+                        )))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn get_function(
+                &self,
+                name: &nimbus_core::FunctionName,
+            ) -> $crate::Result<Option<nimbus_core::FunctionConfig>> {
+                let sql = format!(
+                    "SELECT {} FROM functions WHERE name = $1",
+                    $crate::rows::FUNCTION_COLUMNS
+                );
+                let row: Option<$crate::rows::FunctionRow> = sqlx::query_as(&sql)
+                    .bind(name.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map($crate::rows::FunctionRow::into_config).transpose()
+            }
+
+            async fn list_functions(
+                &self,
+                after: Option<&nimbus_core::FunctionName>,
+                limit: usize,
+            ) -> $crate::Result<Vec<nimbus_core::FunctionConfig>> {
+                let sql = format!(
+                    "SELECT {} FROM functions WHERE name > $1 ORDER BY name LIMIT $2",
+                    $crate::rows::FUNCTION_COLUMNS
+                );
+                let rows: Vec<$crate::rows::FunctionRow> = sqlx::query_as(&sql)
+                    .bind(after.map_or("", |name| name.as_str()))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map($crate::rows::FunctionRow::into_config)
+                    .collect()
+            }
+
+            async fn update_function(
+                &self,
+                function: &nimbus_core::FunctionConfig,
+                expected_revision: &str,
+            ) -> $crate::Result<()> {
+                let row = $crate::rows::FunctionRow::from_config(function)?;
+                let updated = bind_function(sqlx::query($crate::rows::UPDATE_FUNCTION), row)
+                    .bind(expected_revision)
+                    .execute(&self.pool)
+                    .await?;
+                if updated.rows_affected() == 1 {
+                    return Ok(());
+                }
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT revision_id FROM functions WHERE name = $1")
+                        .bind(function.name.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Err(match exists {
+                    Some(_) => $crate::Error::RevisionMismatch(format!(
+                        "The Revision Id provided does not match the latest Revision Id. \
+                         Call the GetFunction/GetAlias API to retrieve the latest Revision Id \
+                         of {}",
+                        function.name
+                    )),
+                    None => $crate::Error::NotFound(format!(
+                        "Function not found: {}",
+                        function.name
+                    )),
+                })
+            }
+
+            async fn delete_function(
+                &self,
+                name: &nimbus_core::FunctionName,
+            ) -> $crate::Result<bool> {
+                let deleted = sqlx::query("DELETE FROM functions WHERE name = $1")
+                    .bind(name.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(deleted.rows_affected() > 0)
+            }
+
+            async fn put_invocations(
+                &self,
+                records: &[nimbus_core::InvocationRecord],
+            ) -> $crate::Result<()> {
+                // Bind parameters are capped (SQLite: 32766); 12 per record.
+                const RECORDS_PER_STATEMENT: usize = 1000;
+                let mut transaction = self.pool.begin().await?;
+                for chunk in records.chunks(RECORDS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO invocations ({}) ",
+                        $crate::rows::INVOCATION_COLUMNS
+                    ));
+                    insert.push_values(chunk, |mut values, record| {
+                        let row = $crate::rows::InvocationRow::from_record(record);
+                        values
+                            .push_bind(row.request_id)
+                            .push_bind(row.function_name)
+                            .push_bind(row.function_version)
+                            .push_bind(row.invocation_type)
+                            .push_bind(row.status)
+                            .push_bind(row.attempts)
+                            .push_bind(row.created_at)
+                            .push_bind(row.started_at)
+                            .push_bind(row.finished_at)
+                            .push_bind(row.duration_ms)
+                            .push_bind(row.error_type)
+                            .push_bind(row.error_message);
+                    });
+                    insert.push($crate::rows::UPSERT_INVOCATION_SUFFIX);
+                    insert.build().execute(&mut *transaction).await?;
+                }
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn get_invocation(
+                &self,
+                request_id: &nimbus_core::RequestId,
+            ) -> $crate::Result<Option<nimbus_core::InvocationRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM invocations WHERE request_id = $1",
+                    $crate::rows::INVOCATION_COLUMNS
+                );
+                let row: Option<$crate::rows::InvocationRow> = sqlx::query_as(&sql)
+                    .bind(request_id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map($crate::rows::InvocationRow::into_record).transpose()
+            }
+        }
+
+        fn bind_function<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            row: $crate::rows::FunctionRow,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            query
+                .bind(row.name)
+                .bind(row.runtime)
+                .bind(row.handler)
+                .bind(row.role)
+                .bind(row.description)
+                .bind(row.timeout_secs)
+                .bind(row.memory_mb)
+                .bind(row.environment)
+                .bind(row.reserved_concurrency)
+                .bind(row.code_sha256)
+                .bind(row.code_size)
+                .bind(row.version)
+                .bind(row.revision_id)
+                .bind(row.last_modified)
+        }
+    };
+}
+
+pub(crate) use sql_store;
