@@ -208,7 +208,14 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in ["queued", "running", "succeeded", "failed", "retrying", "dead_lettered"] {
+        for s in [
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "retrying",
+            "dead_lettered",
+        ] {
             assert_eq!(s.parse::<InvocationStatus>().unwrap().as_str(), s);
         }
     }

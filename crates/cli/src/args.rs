@@ -1,0 +1,238 @@
+//! The `nimbus` command line: every flag has a `NIMBUS_*` environment equivalent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use nimbus_telemetry::LogFormat;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+pub const DEFAULT_INVOKER_LISTEN: &str = "127.0.0.1:9100";
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9000";
+pub const DEFAULT_DATA_DIR: &str = ".nimbus";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nimbus",
+    version,
+    about = "Nimbus: run AWS Lambda functions on machines you own"
+)]
+pub struct Cli {
+    /// Log line format: text or json.
+    #[arg(long, env = "NIMBUS_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform in one process on an embedded store.
+    Dev(DevArgs),
+    /// Run the gateway (the HTTP API) alone, calling a remote invoker over gRPC.
+    Gateway(GatewayArgs),
+    /// Run the invoker (the gRPC service that runs functions) alone.
+    Invoker(InvokerArgs),
+    /// Deploy, list, show and delete functions.
+    #[command(subcommand, name = "fn")]
+    Function(FunctionCommand),
+    /// Invoke a function and print its result.
+    Invoke(InvokeArgs),
+    /// Look up invocation records.
+    #[command(subcommand)]
+    Invocation(InvocationCommand),
+    /// Measure sync invoke latency and throughput against a loopback HTTP echo.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Folder for the embedded store, unpacked code and runtime files.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Store URL; defaults to the SQLite file `nimbus.db` in the data folder.
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    #[command(flatten)]
+    pub gateway: GatewayLimits,
+
+    #[command(flatten)]
+    pub instances: InstanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Store URL (`postgres://...` or `sqlite://PATH`).
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database_url: String,
+
+    /// gRPC address of the invoker, e.g. http://127.0.0.1:9100.
+    #[arg(long, env = "NIMBUS_INVOKER_URL")]
+    pub invoker_url: String,
+
+    #[command(flatten)]
+    pub limits: GatewayLimits,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayLimits {
+    /// Largest synchronous invoke payload, in bytes.
+    #[arg(long, env = "NIMBUS_MAX_SYNC_PAYLOAD", default_value_t = nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES)]
+    pub max_sync_payload: usize,
+
+    /// AWS region the API reports in ARNs and to functions.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokerArgs {
+    /// Address the gRPC service listens on.
+    #[arg(long, env = "NIMBUS_INVOKER_LISTEN", default_value = DEFAULT_INVOKER_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Store URL the invoker fetches function code from.
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Folder for unpacked code and runtime files.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// AWS region reported to functions.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    #[command(flatten)]
+    pub instances: InstanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// Concurrent instances per function when it has no reserved concurrency.
+    #[arg(long, env = "NIMBUS_FUNCTION_CONCURRENCY", default_value_t = 100)]
+    pub function_concurrency: u32,
+
+    /// Instances this node runs at most, over all functions.
+    #[arg(long, env = "NIMBUS_MAX_INSTANCES", default_value_t = 256)]
+    pub max_instances: u32,
+
+    /// How long an idle warm instance is kept before it is stopped.
+    #[arg(long, env = "NIMBUS_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Python interpreter for python3.x functions.
+    #[arg(long, env = "NIMBUS_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
+
+    /// Node.js interpreter for nodejs*.x functions.
+    #[arg(long, env = "NIMBUS_NODE", default_value = "node")]
+    pub node: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    /// The gateway to talk to.
+    #[arg(long, env = "NIMBUS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FunctionCommand {
+    /// Create a function from a folder or zip, or update it if it exists.
+    Deploy(DeployArgs),
+    /// List functions.
+    List(EndpointArgs),
+    /// Show a function's configuration.
+    Get {
+        name: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Delete a function.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// A folder (zipped for you) or a zip file.
+    pub path: PathBuf,
+    #[arg(long)]
+    pub name: String,
+    /// e.g. python3.12, nodejs20.x, provided.al2023.
+    #[arg(long)]
+    pub runtime: String,
+    /// `module.function` (python, node); optional for provided runtimes.
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// Seconds, 1 to 900.
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// Megabytes, 128 to 10240.
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// An environment variable, KEY=VALUE; repeat for more.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub environment: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    pub name: String,
+    /// The event: JSON text, or @FILE to read it from a file.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    /// RequestResponse (wait for the result), Event (queue it) or DryRun (check only).
+    #[arg(long = "type", default_value = "RequestResponse")]
+    pub invocation_type: String,
+    /// Print the tail of the invocation's log.
+    #[arg(long)]
+    pub tail: bool,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvocationCommand {
+    /// Show the record of one invocation.
+    Get {
+        request_id: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seconds each measurement runs.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Concurrent clients to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub clients: Vec<usize>,
+    /// Runtime of the no-op function: python3.12 or nodejs20.x.
+    #[arg(long, default_value = "python3.12")]
+    pub runtime: String,
+    #[command(flatten)]
+    pub instances: InstanceArgs,
+}

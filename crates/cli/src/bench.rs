@@ -1,0 +1,221 @@
+//! `nimbus bench`: sync invoke latency and throughput over HTTP, next to a plain loopback
+//! HTTP echo measured in the same run with the same client, so the ratios mean something on
+//! any machine.
+//!
+//! The platform runs in this process (embedded store in a temporary folder); a no-op function
+//! is deployed and warmed so every measured invoke hits a warm instance.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::routing::post;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{BenchArgs, GatewayLimits};
+use crate::serve::{InProcessPlatform, invoker_config};
+
+/// Goals from the foundation issue, on a 2-core machine with warm instances.
+const GOAL_P50_RATIO_AT_ONE_CLIENT: f64 = 3.0;
+const GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS: f64 = 0.12;
+
+const NOOP_PYTHON: &str = "def handler(event, context):\n    return event\n";
+const NOOP_NODE: &str = "exports.handler = async (event) => event;\n";
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let echo_url = start_echo(shutdown.clone()).await?;
+
+    let data_dir = tempfile::tempdir().context("cannot create a temporary data folder")?;
+    let database_url = format!("sqlite://{}", data_dir.path().join("nimbus.db").display());
+    let limits = GatewayLimits {
+        max_sync_payload: nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES,
+        region: "us-east-1".to_owned(),
+    };
+    let platform = InProcessPlatform::start(
+        &database_url,
+        invoker_config(data_dir.path(), &limits.region, &args.instances),
+        &limits,
+    )
+    .await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let serving = tokio::spawn(platform.serve(listener, shutdown.clone()));
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    deploy_noop(&client, &endpoint, &args.runtime).await?;
+    let invoke_url = format!("{endpoint}/2015-03-31/functions/noop/invocations");
+    let max_clients = args.clients.iter().copied().max().unwrap_or(1);
+    // Warm one instance per client, then let the measured runs find them ready.
+    measure(&client, &invoke_url, max_clients, Duration::from_secs(1)).await?;
+    measure(&client, &echo_url, max_clients, Duration::from_millis(500)).await?;
+
+    println!(
+        "nimbus bench: sync invoke of a no-op {} function vs a loopback HTTP echo, {} per run",
+        args.runtime,
+        humantime::format_duration(args.duration)
+    );
+    println!(
+        "{:>7}  {:>10} {:>10} {:>10}  {:>10} {:>10} {:>10}  {:>9} {:>9}",
+        "clients",
+        "echo p50",
+        "echo p99",
+        "echo rps",
+        "inv p50",
+        "inv p99",
+        "inv rps",
+        "p50 x",
+        "rps x"
+    );
+    let mut goals_met = true;
+    for &clients in &args.clients {
+        let echo = measure(&client, &echo_url, clients, args.duration).await?;
+        let invoke = measure(&client, &invoke_url, clients, args.duration).await?;
+        let p50_ratio = invoke.p50.as_secs_f64() / echo.p50.as_secs_f64();
+        let rps_ratio = invoke.per_second / echo.per_second;
+        println!(
+            "{clients:>7}  {:>10} {:>10} {:>10.0}  {:>10} {:>10} {:>10.0}  {p50_ratio:>8.2}x {rps_ratio:>8.3}x",
+            micros(echo.p50),
+            micros(echo.p99),
+            echo.per_second,
+            micros(invoke.p50),
+            micros(invoke.p99),
+            invoke.per_second,
+        );
+        if clients == 1 && p50_ratio > GOAL_P50_RATIO_AT_ONE_CLIENT {
+            println!(
+                "  goal missed: p50 at 1 client should be at most {GOAL_P50_RATIO_AT_ONE_CLIENT}x the echo's"
+            );
+            goals_met = false;
+        }
+        if clients == 32 && rps_ratio < GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS {
+            println!(
+                "  goal missed: throughput at 32 clients should be at least {GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS}x the echo's"
+            );
+            goals_met = false;
+        }
+    }
+    println!(
+        "goals (1 client: p50 <= {GOAL_P50_RATIO_AT_ONE_CLIENT}x echo; 32 clients: rps >= {GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS}x echo): {}",
+        if goals_met { "met" } else { "missed" }
+    );
+
+    shutdown.cancel();
+    serving.await??;
+    Ok(())
+}
+
+async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let app = axum::Router::new().route("/", post(|body: Bytes| async move { body }));
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the echo server failed");
+        }
+    });
+    Ok(url)
+}
+
+async fn deploy_noop(
+    client: &reqwest::Client,
+    endpoint: &str,
+    runtime: &str,
+) -> anyhow::Result<()> {
+    let (file, source, handler) = if runtime.starts_with("nodejs") {
+        ("index.js", NOOP_NODE, "index.handler")
+    } else {
+        ("app.py", NOOP_PYTHON, "app.handler")
+    };
+    let zip = zip_one(file, source)?;
+    let response = client
+        .post(format!("{endpoint}/2015-03-31/functions"))
+        .json(&json!({
+            "FunctionName": "noop",
+            "Runtime": runtime,
+            "Handler": handler,
+            "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip) },
+        }))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "cannot deploy the no-op function: {}",
+            response.text().await?
+        );
+    }
+    Ok(())
+}
+
+fn zip_one(name: &str, source: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer.start_file(name, zip::write::SimpleFileOptions::default())?;
+    writer.write_all(source.as_bytes())?;
+    Ok(writer.finish()?.into_inner())
+}
+
+struct Measurement {
+    p50: Duration,
+    p99: Duration,
+    per_second: f64,
+}
+
+/// `clients` tasks each send `{"ping":1}` back to back for `duration`.
+async fn measure(
+    client: &reqwest::Client,
+    url: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Measurement> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let url: Arc<str> = Arc::from(url);
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = client.post(&*url).body(r#"{"ping":1}"#).send().await?;
+                let status = response.status();
+                response.bytes().await?;
+                if !status.is_success() {
+                    bail!("{url} answered {status}");
+                }
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    if latencies.is_empty() {
+        bail!("no request completed in {duration:?}");
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Ok(Measurement {
+        p50: at(0.50),
+        p99: at(0.99),
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0}µs", d.as_secs_f64() * 1e6)
+}

@@ -1,0 +1,260 @@
+//! A small client of the gateway's Lambda API, for the `nimbus fn` and `nimbus invoke`
+//! commands. Errors come back as the Lambda error name and message the gateway sent.
+
+use anyhow::{Context as _, anyhow};
+use base64::Engine as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const FUNCTIONS: &str = "2015-03-31/functions";
+
+pub struct LambdaClient {
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+/// What `Invoke` answered.
+pub struct Invocation {
+    pub status: StatusCode,
+    pub request_id: Option<String>,
+    pub function_error: Option<String>,
+    pub executed_version: Option<String>,
+    pub log: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+/// The settings `nimbus fn deploy` sends; `None` keeps the server's default (or, on update,
+/// the current value).
+pub struct FunctionSettings {
+    pub runtime: String,
+    pub handler: Option<String>,
+    pub timeout: Option<u32>,
+    pub memory: Option<u32>,
+    pub environment: Option<serde_json::Map<String, Value>>,
+    pub description: Option<String>,
+}
+
+impl LambdaClient {
+    pub fn new(endpoint: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// Creates the function, or updates its code and configuration if it exists.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        zip: &[u8],
+        settings: &FunctionSettings,
+    ) -> anyhow::Result<Value> {
+        let zip_base64 = base64::engine::general_purpose::STANDARD.encode(zip);
+        let mut configuration = json!({ "Runtime": settings.runtime });
+        let fields = [
+            ("Handler", settings.handler.clone().map(Value::from)),
+            ("Timeout", settings.timeout.map(Value::from)),
+            ("MemorySize", settings.memory.map(Value::from)),
+            ("Description", settings.description.clone().map(Value::from)),
+            (
+                "Environment",
+                settings
+                    .environment
+                    .clone()
+                    .map(|vars| json!({ "Variables": vars })),
+            ),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                configuration[key] = value;
+            }
+        }
+        let mut create = configuration.clone();
+        create["FunctionName"] = json!(name);
+        create["Code"] = json!({ "ZipFile": zip_base64 });
+
+        match self.call(Method::POST, FUNCTIONS, Some(&create)).await {
+            Err(error) if is_conflict(&error) => {
+                self.call(
+                    Method::PUT,
+                    &format!("{FUNCTIONS}/{name}/code"),
+                    Some(&json!({ "ZipFile": zip_base64 })),
+                )
+                .await?;
+                self.call(
+                    Method::PUT,
+                    &format!("{FUNCTIONS}/{name}/configuration"),
+                    Some(&configuration),
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    pub async fn list(&self) -> anyhow::Result<Vec<Value>> {
+        let mut functions = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let path = match &marker {
+                Some(marker) => format!("{FUNCTIONS}/?Marker={marker}"),
+                None => format!("{FUNCTIONS}/"),
+            };
+            let page = self.call(Method::GET, &path, None).await?;
+            if let Some(items) = page["Functions"].as_array() {
+                functions.extend(items.iter().cloned());
+            }
+            match page["NextMarker"].as_str() {
+                Some(next) => marker = Some(next.to_owned()),
+                None => return Ok(functions),
+            }
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> anyhow::Result<Value> {
+        self.call(Method::GET, &format!("{FUNCTIONS}/{name}"), None)
+            .await
+    }
+
+    pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        self.call(Method::DELETE, &format!("{FUNCTIONS}/{name}"), None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn invocation_record(&self, request_id: &str) -> anyhow::Result<Value> {
+        self.call(
+            Method::GET,
+            &format!("nimbus/v1/invocations/{request_id}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn invoke(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        invocation_type: &str,
+        tail: bool,
+    ) -> anyhow::Result<Invocation> {
+        let url = format!("{}/{FUNCTIONS}/{name}/invocations", self.endpoint);
+        let mut request = self
+            .http
+            .post(&url)
+            .header("X-Amz-Invocation-Type", invocation_type)
+            .body(payload);
+        if tail {
+            request = request.header("X-Amz-Log-Type", "Tail");
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header("x-amzn-RequestId");
+        let function_error = header("X-Amz-Function-Error");
+        let executed_version = header("X-Amz-Executed-Version");
+        let log = header("X-Amz-Log-Result")
+            .map(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded))
+            .transpose()
+            .context("the gateway sent a log that is not base64")?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let error_type = header("x-amzn-ErrorType");
+        let payload = response.bytes().await?.to_vec();
+        if let Some(error_type) = error_type {
+            return Err(lambda_error(status, &error_type, &payload));
+        }
+        Ok(Invocation {
+            status,
+            request_id,
+            function_error,
+            executed_version,
+            log,
+            payload,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}/{path}", self.endpoint);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let error_type = response
+            .headers()
+            .get("x-amzn-ErrorType")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await?;
+        if let Some(error_type) = error_type {
+            return Err(lambda_error(status, &error_type, &bytes));
+        }
+        if !status.is_success() {
+            return Err(anyhow!("{url} answered {status}"));
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer JSON"))
+    }
+}
+
+fn lambda_error(status: StatusCode, error_type: &str, body: &[u8]) -> anyhow::Error {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|body| {
+            body.get("Message")
+                .or_else(|| body.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    anyhow!(ApiError {
+        status,
+        error_type: error_type.to_owned(),
+        message,
+    })
+}
+
+/// An error the gateway answered with, kept typed so callers can tell a conflict apart.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_type: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.error_type, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn is_conflict(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ApiError>()
+        .is_some_and(|e| e.error_type == "ResourceConflictException")
+}

@@ -1,0 +1,36 @@
+//! The `nimbus` binary: `nimbus dev` runs the whole platform in one process; `nimbus gateway`
+//! and `nimbus invoker` run one service each; the other commands are clients of the HTTP API.
+
+// A binary exports nothing: its modules' `pub` items are the crate's internal API.
+#![allow(unreachable_pub)]
+
+mod args;
+mod bench;
+mod client;
+mod commands;
+mod package;
+mod serve;
+mod signal;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let serving = matches!(
+        cli.command,
+        Command::Dev(_) | Command::Gateway(_) | Command::Invoker(_) | Command::Bench(_)
+    );
+    let _telemetry = serving.then(|| nimbus_telemetry::init(cli.log_format));
+    match cli.command {
+        Command::Dev(args) => serve::dev(args, signal::shutdown_on_signal()?).await,
+        Command::Gateway(args) => serve::gateway(args, signal::shutdown_on_signal()?).await,
+        Command::Invoker(args) => serve::invoker(args, signal::shutdown_on_signal()?).await,
+        Command::Function(command) => commands::function(command).await,
+        Command::Invoke(args) => commands::invoke(args).await,
+        Command::Invocation(command) => commands::invocation(command).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

@@ -1,0 +1,262 @@
+//! Starts the real `nimbus` binary as processes (one `nimbus dev`, or a gateway and an
+//! invoker over gRPC on Postgres), deploys functions with the real CLI, and stops everything
+//! on drop.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
+
+/// One running `nimbus` process, stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Process {
+    child: Child,
+    /// What the process announced on stdout: its listening address.
+    pub address: String,
+}
+
+impl Process {
+    /// Starts `nimbus ARGS` and waits for the line `nimbus: <what> listening on <address>`.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(NIMBUS);
+        command
+            .args(args)
+            .env("RUST_LOG", "info,nimbus_invoker=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start nimbus");
+        let stdout = child.stdout.take().unwrap();
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut announced = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !announced && let Some(rest) = line.strip_prefix("nimbus: ") {
+                    if let Some((_, address)) = rest.split_once(" listening on ") {
+                        announced = true;
+                        let _ = found.send(address.trim().to_owned());
+                    }
+                }
+            }
+        });
+        let address = address
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("nimbus {args:?} did not announce its address"));
+        Process { child, address }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        signal(self.child.id(), "TERM");
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
+}
+
+/// A Nimbus platform under test: its HTTP endpoint and the processes behind it.
+pub struct Platform {
+    pub endpoint: String,
+    pub data_dir: tempfile::TempDir,
+    processes: Vec<Process>,
+    database: Option<TestDatabase>,
+}
+
+impl Platform {
+    /// `nimbus dev` on the embedded store, with extra `NIMBUS_*` settings.
+    pub fn dev(envs: &[(&str, &str)]) -> Platform {
+        let data_dir = tempfile::tempdir().unwrap();
+        let dir = data_dir.path().to_str().unwrap().to_owned();
+        let process = Process::start(
+            &["dev", "--listen", "127.0.0.1:0", "--data-dir", &dir],
+            envs,
+        );
+        Platform {
+            endpoint: process.address.clone(),
+            data_dir,
+            processes: vec![process],
+            database: None,
+        }
+    }
+
+    /// A separate invoker and gateway talking gRPC, on a fresh Postgres database.
+    pub fn distributed(envs: &[(&str, &str)]) -> Platform {
+        let database = TestDatabase::create();
+        let data_dir = tempfile::tempdir().unwrap();
+        let dir = data_dir.path().to_str().unwrap().to_owned();
+        let invoker = Process::start(
+            &[
+                "invoker",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &dir,
+                "--database-url",
+                &database.url,
+            ],
+            envs,
+        );
+        let invoker_url = format!("http://{}", invoker.address);
+        let gateway = Process::start(
+            &[
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &database.url,
+                "--invoker-url",
+                &invoker_url,
+            ],
+            envs,
+        );
+        Platform {
+            endpoint: gateway.address.clone(),
+            data_dir,
+            processes: vec![gateway, invoker],
+            database: Some(database),
+        }
+    }
+
+    /// Deploys `dir` with `nimbus fn deploy`, panicking with the CLI's output on failure.
+    pub fn deploy(&self, dir: &Path, name: &str, runtime: &str, extra: &[&str]) {
+        let output = self.cli(
+            &[
+                &[
+                    "fn",
+                    "deploy",
+                    dir.to_str().unwrap(),
+                    "--name",
+                    name,
+                    "--runtime",
+                    runtime,
+                ],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(
+            output.status.success(),
+            "deploy {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Runs the `nimbus` CLI against this platform.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(NIMBUS)
+            .args(args)
+            .env("NIMBUS_ENDPOINT", &self.endpoint)
+            .output()
+            .expect("run nimbus")
+    }
+
+    pub fn invoke_url(&self, name: &str) -> String {
+        format!("{}/2015-03-31/functions/{name}/invocations", self.endpoint)
+    }
+
+    pub fn stop(mut self) -> Vec<std::process::ExitStatus> {
+        self.processes.drain(..).map(Process::terminate).collect()
+    }
+}
+
+/// A Postgres database of its own for one test, dropped afterwards.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let admin = std::env::var("NIMBUS_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("nimbus_e2e_{}", uuid_simple());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin.rsplit_once('/').unwrap().0;
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &self.admin,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let output = Command::new("psql")
+        .args([url, "-qc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn uuid_simple() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// Writes a function's files into a fresh folder.
+pub fn function_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+/// The workspace's `target/<profile>` folder, where the Rust example's `bootstrap` is built.
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(NIMBUS).parent().unwrap().to_path_buf()
+}

@@ -1,0 +1,426 @@
+//! `Invoke`: `POST /2015-03-31/functions/{FunctionName}/invocations`.
+//!
+//! The `X-Amz-*` headers are parsed first, then the invocation type picks the path:
+//! `RequestResponse` and `DryRun` run here; `Event` is one arm, waiting for the queue. The
+//! payload is read against the limit of its path and never past it. Every synchronous
+//! invocation leaves a record under the request's id, which is also the id the function sees.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use nimbus_core::{
+    Error, FunctionName, InvocationRecord, InvocationStatus, InvocationType, InvokeOutcome,
+    InvokeRequest, RequestId, limits,
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::code::BASE64;
+use crate::error::ApiError;
+use crate::extract::FunctionRef;
+use crate::functions;
+use crate::payload;
+use crate::state::AppState;
+
+const INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+const LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
+const CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
+const TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+const EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
+const FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error");
+const LOG_RESULT: HeaderName = HeaderName::from_static("x-amz-log-result");
+
+/// A function error's message is kept in the record up to this many bytes; the full error
+/// document went back to the caller.
+const MAX_RECORDED_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// What the `X-Amz-*` request headers ask for.
+#[derive(Debug)]
+struct InvokeOptions {
+    invocation_type: InvocationType,
+    want_log_tail: bool,
+    /// The decoded `X-Amz-Client-Context` JSON.
+    client_context: Option<String>,
+    trace_id: Option<String>,
+}
+
+pub(crate) async fn invoke(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    FunctionRef(name): FunctionRef,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let options = InvokeOptions::parse(&headers)?;
+    match options.invocation_type {
+        InvocationType::RequestResponse | InvocationType::DryRun => {
+            invoke_sync(&state, request_id, name, options, &headers, body).await
+        }
+        // The asynchronous path belongs here once the gateway has an event queue.
+        InvocationType::Event => Err(Error::InvalidParameterValue(
+            "Event invocations are not enabled on this gateway".to_owned(),
+        )
+        .into()),
+    }
+}
+
+async fn invoke_sync(
+    state: &AppState,
+    request_id: RequestId,
+    name: FunctionName,
+    options: InvokeOptions,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.config().max_sync_payload_bytes;
+    let too_large = || {
+        Error::RequestTooLarge(format!(
+            "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+        ))
+    };
+    // A declared oversized body is refused before the function is looked up.
+    let declared = payload::declared_length(headers);
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large().into());
+    }
+    let function = functions::load(state, &name).await?;
+    let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
+    if options.invocation_type == InvocationType::DryRun {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+
+    let created_at = OffsetDateTime::now_utc();
+    let function_version = function.version.clone();
+    let request = InvokeRequest {
+        request_id,
+        function,
+        payload,
+        client_context: options.client_context,
+        want_log_tail: options.want_log_tail,
+        trace_id: options.trace_id,
+    };
+    let result = state.invoker().invoke(request).await;
+    let record = record_of(
+        request_id,
+        name,
+        function_version,
+        created_at,
+        OffsetDateTime::now_utc(),
+        &result,
+    );
+    // Before answering, so that the record can be looked up as soon as the caller has the id.
+    state.records().record(record).await;
+    let outcome = result?;
+    tracing::debug!(
+        function_error = outcome.function_error.map(|e| e.as_str()),
+        duration_ms = outcome.duration.as_secs_f64() * 1000.0,
+        "invocation finished"
+    );
+    respond(outcome, options.want_log_tail)
+}
+
+fn respond(outcome: InvokeOutcome, want_log_tail: bool) -> Result<Response, ApiError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        EXECUTED_VERSION,
+        HeaderValue::try_from(outcome.executed_version.as_str()).map_err(|_| {
+            Error::Service(format!(
+                "the invoker reported an executed version that is no header value: {:?}",
+                outcome.executed_version
+            ))
+        })?,
+    );
+    if let Some(function_error) = outcome.function_error {
+        headers.insert(
+            FUNCTION_ERROR,
+            HeaderValue::from_static(function_error.as_str()),
+        );
+    }
+    if want_log_tail {
+        let log = outcome.log_tail.as_deref().unwrap_or_default();
+        // Base64 is always a valid header value.
+        if let Ok(value) = HeaderValue::try_from(BASE64.encode(log)) {
+            headers.insert(LOG_RESULT, value);
+        }
+    }
+    Ok((StatusCode::OK, headers, Body::from(outcome.payload)).into_response())
+}
+
+impl InvokeOptions {
+    fn parse(headers: &HeaderMap) -> Result<Self, Error> {
+        let invocation_type = match text(headers, &INVOCATION_TYPE)? {
+            Some(value) => value.parse()?,
+            None => InvocationType::RequestResponse,
+        };
+        let want_log_tail = match text(headers, &LOG_TYPE)? {
+            None | Some("None") => false,
+            Some("Tail") => true,
+            Some(other) => {
+                return Err(Error::InvalidParameterValue(format!(
+                    "1 validation error detected: Value '{other}' at 'logType' failed to \
+                     satisfy constraint: Member must satisfy enum value set: [Tail, None]"
+                )));
+            }
+        };
+        let client_context = text(headers, &CLIENT_CONTEXT)?
+            .map(decode_client_context)
+            .transpose()?;
+        let trace_id = text(headers, &TRACE_ID)?.map(str::to_owned);
+        Ok(Self {
+            invocation_type,
+            want_log_tail,
+            client_context,
+            trace_id,
+        })
+    }
+}
+
+fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, Error> {
+    headers
+        .get(name)
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                Error::InvalidParameterValue(format!("Header {name} must be visible ASCII"))
+            })
+        })
+        .transpose()
+}
+
+/// `X-Amz-Client-Context`: base64 of a JSON object, at most 3583 bytes once decoded.
+fn decode_client_context(encoded: &str) -> Result<String, Error> {
+    let invalid = || {
+        Error::InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object.".to_owned(),
+        )
+    };
+    let decoded = BASE64.decode(encoded).map_err(|_| invalid())?;
+    if decoded.len() > limits::MAX_CLIENT_CONTEXT_BYTES {
+        return Err(Error::InvalidParameterValue(format!(
+            "Client context must be at most {} bytes once decoded",
+            limits::MAX_CLIENT_CONTEXT_BYTES
+        )));
+    }
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&decoded)
+        .map_err(|_| invalid())?;
+    String::from_utf8(decoded).map_err(|_| invalid())
+}
+
+/// The payload must be JSON; no payload means `{}`.
+fn checked_payload(payload: Bytes) -> Result<Bytes, Error> {
+    if payload.is_empty() {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(&payload).map_err(|e| {
+        Error::InvalidRequestContent(format!("Could not parse request body into json: {e}"))
+    })?;
+    Ok(payload)
+}
+
+/// Lambda's error document, as much of it as the record needs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDocument {
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+fn record_of(
+    request_id: RequestId,
+    function_name: FunctionName,
+    function_version: String,
+    created_at: OffsetDateTime,
+    finished_at: OffsetDateTime,
+    result: &Result<InvokeOutcome, Error>,
+) -> InvocationRecord {
+    let mut record = InvocationRecord {
+        request_id,
+        function_name,
+        function_version,
+        invocation_type: InvocationType::RequestResponse,
+        status: InvocationStatus::Succeeded,
+        attempts: 1,
+        created_at,
+        started_at: None,
+        finished_at: Some(finished_at),
+        duration_ms: None,
+        error_type: None,
+        error_message: None,
+    };
+    match result {
+        Ok(outcome) => {
+            record
+                .function_version
+                .clone_from(&outcome.executed_version);
+            record.started_at = Some(started_at(created_at, finished_at, outcome.duration));
+            record.duration_ms = Some(outcome.duration.as_secs_f64() * 1000.0);
+            if outcome.function_error.is_some() {
+                let document = serde_json::from_slice::<ErrorDocument>(&outcome.payload).ok();
+                let (error_type, error_message) = document
+                    .map(|d| (d.error_type, d.error_message))
+                    .unwrap_or_default();
+                record.status = InvocationStatus::Failed;
+                record.error_type = error_type.or_else(|| outcome.error_type.clone());
+                record.error_message = error_message.map(truncated);
+            }
+        }
+        Err(error) => {
+            record.status = InvocationStatus::Failed;
+            record.error_type = Some(error.lambda_type().to_owned());
+            record.error_message = Some(error.public_message());
+        }
+    }
+    record
+}
+
+/// The function ran for `duration` and finished by `finished_at`; the gateway does not see
+/// the moment it started, so it is counted back, never before the request arrived.
+fn started_at(
+    created_at: OffsetDateTime,
+    finished_at: OffsetDateTime,
+    duration: Duration,
+) -> OffsetDateTime {
+    let duration = time::Duration::try_from(duration).unwrap_or(time::Duration::ZERO);
+    (finished_at - duration).max(created_at)
+}
+
+fn truncated(mut message: String) -> String {
+    if message.len() > MAX_RECORDED_ERROR_MESSAGE_BYTES {
+        let mut end = MAX_RECORDED_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use nimbus_core::FunctionError;
+    use nimbus_core::error::ThrottleReason;
+    use nimbus_core::function::LATEST;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn headers_default_to_a_plain_sync_invoke() {
+        let options = InvokeOptions::parse(&HeaderMap::new()).unwrap();
+        assert_eq!(options.invocation_type, InvocationType::RequestResponse);
+        assert!(!options.want_log_tail);
+        assert!(options.client_context.is_none());
+    }
+
+    #[test]
+    fn bad_headers_are_refused() {
+        for pairs in [
+            [("x-amz-invocation-type", "Sync")],
+            [("x-amz-log-type", "Full")],
+            [("x-amz-client-context", "not base64!")],
+            [("x-amz-client-context", "WzFd")], // [1]: JSON but no object
+        ] {
+            assert!(InvokeOptions::parse(&headers(&pairs)).is_err(), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn client_context_is_decoded() {
+        let encoded = BASE64.encode(r#"{"custom":{"a":1}}"#);
+        let options =
+            InvokeOptions::parse(&headers(&[("x-amz-client-context", &encoded)])).unwrap();
+        assert_eq!(
+            options.client_context.as_deref(),
+            Some(r#"{"custom":{"a":1}}"#)
+        );
+        let big = BASE64.encode(format!(r#"{{"a":"{}"}}"#, "x".repeat(4000)));
+        assert!(matches!(
+            decode_client_context(&big),
+            Err(Error::InvalidParameterValue(_))
+        ));
+    }
+
+    #[test]
+    fn payloads_must_be_json() {
+        assert_eq!(checked_payload(Bytes::new()).unwrap(), "{}");
+        assert_eq!(checked_payload(Bytes::from("[1]")).unwrap(), "[1]");
+        assert!(matches!(
+            checked_payload(Bytes::from("{nope")),
+            Err(Error::InvalidRequestContent(_))
+        ));
+    }
+
+    fn outcome(payload: &str, function_error: Option<FunctionError>) -> InvokeOutcome {
+        InvokeOutcome {
+            payload: Bytes::from(payload.to_owned()),
+            function_error,
+            error_type: None,
+            executed_version: LATEST.to_owned(),
+            duration: Duration::from_millis(12),
+            init_duration: None,
+            max_memory_used_mb: 10,
+            log_tail: None,
+        }
+    }
+
+    fn record(result: &Result<InvokeOutcome, Error>) -> InvocationRecord {
+        let now = OffsetDateTime::now_utc();
+        record_of(
+            RequestId::new(),
+            FunctionName::parse("f").unwrap(),
+            LATEST.to_owned(),
+            now,
+            now + time::Duration::milliseconds(20),
+            result,
+        )
+    }
+
+    #[test]
+    fn records_say_how_the_invocation_ended() {
+        let ok = record(&Ok(outcome("{}", None)));
+        assert_eq!(ok.status, InvocationStatus::Succeeded);
+        assert_eq!(ok.duration_ms, Some(12.0));
+        assert!(ok.started_at.unwrap() >= ok.created_at);
+
+        let failed = record(&Ok(outcome(
+            r#"{"errorMessage":"boom","errorType":"ValueError"}"#,
+            Some(FunctionError::Unhandled),
+        )));
+        assert_eq!(failed.status, InvocationStatus::Failed);
+        assert_eq!(failed.error_type.as_deref(), Some("ValueError"));
+        assert_eq!(failed.error_message.as_deref(), Some("boom"));
+
+        let throttled = record(&Err(Error::TooManyRequests(
+            ThrottleReason::FunctionConcurrency,
+        )));
+        assert_eq!(throttled.status, InvocationStatus::Failed);
+        assert_eq!(
+            throttled.error_type.as_deref(),
+            Some("TooManyRequestsException")
+        );
+        assert!(throttled.started_at.is_none());
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let message = "é".repeat(MAX_RECORDED_ERROR_MESSAGE_BYTES);
+        let cut = truncated(message);
+        assert!(cut.len() <= MAX_RECORDED_ERROR_MESSAGE_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

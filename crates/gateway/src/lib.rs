@@ -1,0 +1,104 @@
+//! Nimbus' public HTTP API: the AWS Lambda REST API (`/2015-03-31/functions...`), shaped as
+//! botocore's service model says so that unmodified AWS CLIs and SDKs work against it, and the
+//! `/nimbus/v1` extensions (invocation records, code download).
+//!
+//! Build an [`AppState`], turn it into a [`router`], and run it with [`serve`].
+
+mod code;
+mod error;
+mod extract;
+mod functions;
+mod invocations;
+mod invoke;
+mod payload;
+mod request_id;
+mod shapes;
+mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post, put};
+use tokio::net::TcpListener;
+
+pub use state::{AppState, GatewayConfig};
+
+use crate::error::ApiError;
+
+/// Lambda's limit on a control API request: a 50 MB zip, base64-encoded, plus the rest.
+pub const MAX_CONTROL_BODY_BYTES: usize = 70_167_211;
+
+/// The gateway's routes, with the request-id middleware and Lambda-shaped fallbacks.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // botocore asks for `ListFunctions` with a trailing slash; other clients do not.
+        .route(
+            "/2015-03-31/functions",
+            get(functions::list_functions).post(functions::create_function),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            get(functions::list_functions).post(functions::create_function),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}",
+            get(functions::get_function).delete(functions::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}/configuration",
+            get(functions::get_function_configuration)
+                .put(functions::update_function_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}/code",
+            put(functions::update_function_code),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/nimbus/v1/invocations/{RequestId}",
+            get(invocations::get_invocation),
+        )
+        .route("/nimbus/v1/code/{CodeSha256}", get(code::download))
+        // Must follow the routes: it applies to those already added.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(unknown_operation)
+        // Only the buffering extractors honour this; the invoke handler reads its body itself
+        // against the smaller payload limit.
+        .layer(DefaultBodyLimit::max(MAX_CONTROL_BODY_BYTES))
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish. The caller still owns the [`nimbus_store::RecordWriter`] it put in the state and
+/// should `shutdown()` it after this returns, so that buffered records are written.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
+    ApiError::UnknownOperation {
+        status: StatusCode::NOT_FOUND,
+        method,
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::UnknownOperation {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        method,
+        path: uri.path().to_owned(),
+    }
+}

@@ -1,0 +1,28 @@
+//! Gives every request a [`RequestId`]: handlers find it in the request's extensions (the
+//! invoke uses it as the invocation's id), every log line of the request carries it, and every
+//! response, error or not, returns it in `x-amzn-RequestId`.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use nimbus_core::RequestId;
+use tracing::Instrument as _;
+
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
+    let id = RequestId::new();
+    request.extensions_mut().insert(id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::try_from(id.to_string()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}

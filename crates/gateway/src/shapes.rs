@@ -1,0 +1,299 @@
+//! The JSON shapes on the wire, named as botocore's Lambda service model names them
+//! (PascalCase members), and the `/nimbus/v1` invocation record (camelCase).
+//!
+//! Request members Nimbus does not implement (VPC, layers, tags, ...) are accepted and
+//! ignored, as tools such as the CLI and SAM send several of them empty by default.
+
+use std::collections::BTreeMap;
+
+use nimbus_core::{Error, FunctionConfig, InvocationRecord};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+
+use crate::state::GatewayConfig;
+
+/// Lambda's `LastModified`: `2024-01-31T12:34:56.789+0000`, always in UTC.
+const LAST_MODIFIED: &[BorrowedFormatItem<'static>] = format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory][offset_minute]"
+);
+
+pub(crate) fn last_modified(at: OffsetDateTime) -> Result<String, Error> {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(LAST_MODIFIED)
+        .map_err(|e| Error::Service(format!("cannot format timestamp {at}: {e}")))
+}
+
+// ---- requests ----
+
+/// `Publish` is accepted and ignored like the other unimplemented members: until versions
+/// exist, every function is its `$LATEST`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CreateFunctionRequest {
+    pub(crate) function_name: Option<String>,
+    pub(crate) runtime: Option<String>,
+    pub(crate) role: Option<String>,
+    pub(crate) handler: Option<String>,
+    pub(crate) code: Option<FunctionCode>,
+    pub(crate) description: Option<String>,
+    pub(crate) timeout: Option<u32>,
+    pub(crate) memory_size: Option<u32>,
+    pub(crate) environment: Option<Environment>,
+    pub(crate) package_type: Option<String>,
+    pub(crate) architectures: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FunctionCode {
+    /// Base64, as every SDK sends a blob.
+    pub(crate) zip_file: Option<String>,
+    pub(crate) s3_bucket: Option<String>,
+    pub(crate) s3_key: Option<String>,
+    pub(crate) s3_object_version: Option<String>,
+    pub(crate) image_uri: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Environment {
+    pub(crate) variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UpdateFunctionCodeRequest {
+    pub(crate) zip_file: Option<String>,
+    pub(crate) s3_bucket: Option<String>,
+    pub(crate) s3_key: Option<String>,
+    pub(crate) s3_object_version: Option<String>,
+    pub(crate) image_uri: Option<String>,
+    pub(crate) architectures: Option<Vec<String>>,
+    pub(crate) dry_run: Option<bool>,
+    pub(crate) revision_id: Option<String>,
+}
+
+impl UpdateFunctionCodeRequest {
+    /// The code members, in the shape `CreateFunction` nests them.
+    pub(crate) fn code(&self) -> FunctionCode {
+        FunctionCode {
+            zip_file: self.zip_file.clone(),
+            s3_bucket: self.s3_bucket.clone(),
+            s3_key: self.s3_key.clone(),
+            s3_object_version: self.s3_object_version.clone(),
+            image_uri: self.image_uri.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UpdateFunctionConfigurationRequest {
+    pub(crate) role: Option<String>,
+    pub(crate) handler: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) timeout: Option<u32>,
+    pub(crate) memory_size: Option<u32>,
+    pub(crate) environment: Option<Environment>,
+    pub(crate) runtime: Option<String>,
+    pub(crate) revision_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListFunctionsQuery {
+    pub(crate) marker: Option<String>,
+    pub(crate) max_items: Option<u32>,
+}
+
+// ---- responses ----
+
+/// `FunctionConfiguration`, the answer of most control operations.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FunctionConfiguration {
+    function_name: String,
+    function_arn: String,
+    runtime: String,
+    role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handler: Option<String>,
+    code_size: u64,
+    description: String,
+    timeout: u32,
+    memory_size: u32,
+    last_modified: String,
+    code_sha256: String,
+    version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<EnvironmentResponse>,
+    tracing_config: TracingConfig,
+    revision_id: String,
+    state: &'static str,
+    last_update_status: &'static str,
+    package_type: &'static str,
+    architectures: [&'static str; 1],
+    ephemeral_storage: EphemeralStorage,
+    snap_start: SnapStart,
+    logging_config: LoggingConfig,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnvironmentResponse {
+    variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TracingConfig {
+    mode: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EphemeralStorage {
+    size: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnapStart {
+    apply_on: &'static str,
+    optimization_status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LoggingConfig {
+    log_format: &'static str,
+    log_group: String,
+}
+
+/// The one architecture Nimbus reports.
+pub(crate) const ARCHITECTURE: &str = "x86_64";
+
+impl FunctionConfiguration {
+    pub(crate) fn new(function: &FunctionConfig, config: &GatewayConfig) -> Result<Self, Error> {
+        Ok(Self {
+            function_name: function.name.to_string(),
+            function_arn: config.function_arn(&function.name),
+            runtime: function.runtime.to_string(),
+            role: function.role.clone(),
+            handler: function.handler.clone(),
+            code_size: function.code_size,
+            description: function.description.clone(),
+            timeout: function.timeout_secs,
+            memory_size: function.memory_mb,
+            last_modified: last_modified(function.last_modified)?,
+            code_sha256: function.code_sha256.to_base64(),
+            version: function.version.clone(),
+            environment: (!function.environment.is_empty()).then(|| EnvironmentResponse {
+                variables: function.environment.clone(),
+            }),
+            tracing_config: TracingConfig {
+                mode: "PassThrough",
+            },
+            revision_id: function.revision_id.clone(),
+            state: "Active",
+            last_update_status: "Successful",
+            package_type: "Zip",
+            architectures: [ARCHITECTURE],
+            ephemeral_storage: EphemeralStorage { size: 512 },
+            snap_start: SnapStart {
+                apply_on: "None",
+                optimization_status: "Off",
+            },
+            logging_config: LoggingConfig {
+                log_format: "Text",
+                log_group: format!("/aws/lambda/{}", function.name),
+            },
+        })
+    }
+}
+
+/// `GetFunction`'s answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GetFunctionResponse {
+    pub(crate) configuration: FunctionConfiguration,
+    pub(crate) code: FunctionCodeLocation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) concurrency: Option<Concurrency>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FunctionCodeLocation {
+    pub(crate) repository_type: &'static str,
+    pub(crate) location: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Concurrency {
+    pub(crate) reserved_concurrent_executions: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListFunctionsResponse {
+    pub(crate) functions: Vec<FunctionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+}
+
+/// `GET /nimbus/v1/invocations/{id}`: an invocation record, timestamps in RFC 3339.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InvocationRecordView {
+    request_id: String,
+    function_name: String,
+    function_version: String,
+    invocation_type: &'static str,
+    status: &'static str,
+    attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    finished_at: Option<OffsetDateTime>,
+    duration_ms: Option<f64>,
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+impl From<InvocationRecord> for InvocationRecordView {
+    fn from(record: InvocationRecord) -> Self {
+        Self {
+            request_id: record.request_id.to_string(),
+            function_name: record.function_name.to_string(),
+            function_version: record.function_version,
+            invocation_type: record.invocation_type.as_str(),
+            status: record.status.as_str(),
+            attempts: record.attempts,
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            duration_ms: record.duration_ms,
+            error_type: record.error_type,
+            error_message: record.error_message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn last_modified_looks_like_lambdas() {
+        let at = datetime!(2024-01-31 14:34:56.789123 +02:00);
+        assert_eq!(last_modified(at).unwrap(), "2024-01-31T12:34:56.789+0000");
+    }
+}

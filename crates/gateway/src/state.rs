@@ -1,0 +1,86 @@
+//! What every handler shares: the store, the invoker, the invocation record writer and the
+//! gateway's configuration.
+
+use std::sync::Arc;
+
+use nimbus_core::{FunctionName, Invoker, limits};
+use nimbus_store::{RecordWriter, Store};
+
+/// The gateway's settings, validated by the binary that builds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Largest synchronous invoke payload; larger requests get `413` unread.
+    pub max_sync_payload_bytes: usize,
+    /// Region shown in ARNs.
+    pub region: String,
+    /// Account id shown in ARNs and in the default role.
+    pub account_id: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_sync_payload_bytes: limits::MAX_SYNC_PAYLOAD_BYTES,
+            region: "us-east-1".to_owned(),
+            account_id: "000000000000".to_owned(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    pub(crate) fn function_arn(&self, name: &FunctionName) -> String {
+        nimbus_core::function::function_arn(&self.region, &self.account_id, name)
+    }
+
+    /// The role a function gets when `CreateFunction` names none (Nimbus does not use roles).
+    pub(crate) fn default_role(&self) -> String {
+        format!("arn:aws:iam::{}:role/nimbus", self.account_id)
+    }
+}
+
+/// The gateway's shared state; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    invoker: Arc<dyn Invoker>,
+    records: RecordWriter,
+    config: GatewayConfig,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        invoker: Arc<dyn Invoker>,
+        records: RecordWriter,
+        config: GatewayConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                store,
+                invoker,
+                records,
+                config,
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn invoker(&self) -> &dyn Invoker {
+        self.inner.invoker.as_ref()
+    }
+
+    pub(crate) fn records(&self) -> &RecordWriter {
+        &self.inner.records
+    }
+
+    pub(crate) fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+}

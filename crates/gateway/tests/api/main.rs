@@ -1,0 +1,10 @@
+//! The gateway over real HTTP: a real router on a loopback port, a real SQLite store, and an
+//! in-test invoker (the real invoker has its own tests).
+
+// The harness is test code outside `#[test]` functions: a failed unwrap there is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod control;
+mod harness;
+mod invoke;
+mod serve;

@@ -1,0 +1,19 @@
+//! Nimbus' invoker: runs functions the way Lambda's execution environment does.
+//!
+//! [`LocalInvoker`] keeps pools of warm instances (one OS process each, in its own process
+//! group) per function configuration, serves each instance the Lambda Runtime API on its own
+//! loopback port, enforces timeouts, concurrency and node limits, and captures logs. [`grpc`]
+//! serves any `Invoker` over gRPC and reaches a remote one.
+
+mod code;
+mod config;
+pub mod grpc;
+mod instance;
+mod invoker;
+mod logs;
+mod pool;
+mod runtime_api;
+mod runtimes;
+
+pub use config::InvokerConfig;
+pub use invoker::{InvokerStats, LocalInvoker};

@@ -1,0 +1,229 @@
+//! An instance's stdout and stderr: every line goes to `tracing` with the function and the
+//! request id, and to the log of the invocation running at the time (framed by Lambda's
+//! `START` / `END` / `REPORT` lines, for `X-Amz-Log-Type: Tail`).
+//!
+//! A line printed just before the runtime posts its response may still sit in the pipe when
+//! the response arrives. [`InstanceLogs::settle`] closes that race exactly: it asks the
+//! kernel how many bytes are unread (`FIONREAD`) and waits until the readers have taken them.
+
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nimbus_core::{RequestId, limits};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::sync::watch;
+
+/// How much of an invocation's log is kept: enough for the tail, bounded for chatty functions.
+const KEPT_LOG_BYTES: usize = 4 * limits::LOG_TAIL_BYTES;
+/// Output before the first invocation (init) kept for that invocation's log.
+const KEPT_INIT_BYTES: usize = limits::LOG_TAIL_BYTES;
+/// Upper bound on waiting for unread output; only a stuck reader could hit it.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub(crate) struct InstanceLogs {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    function: String,
+    state: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    request_id: Option<RequestId>,
+    /// The current invocation's log, or init output while none runs.
+    text: String,
+}
+
+/// One captured stream (stdout or stderr).
+pub(crate) struct Stream {
+    /// A duplicate of the pipe's read end, only for asking how much is unread.
+    probe: OwnedFd,
+    consumed: watch::Receiver<u64>,
+    /// Output read but not yet ended by a newline.
+    partial: Arc<Mutex<Vec<u8>>>,
+}
+
+impl InstanceLogs {
+    pub(crate) fn new(function: &str) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                function: function.to_owned(),
+                state: Mutex::new(LogState::default()),
+            }),
+        }
+    }
+
+    /// Starts reading one pipe of the instance; the returned [`Stream`] lets
+    /// [`settle`](Self::settle) wait for it.
+    pub(crate) fn capture<R>(&self, pipe: R) -> std::io::Result<Stream>
+    where
+        R: AsyncRead + std::os::fd::AsFd + Unpin + Send + 'static,
+    {
+        let probe = pipe.as_fd().try_clone_to_owned()?;
+        let (consumed_tx, consumed) = watch::channel(0u64);
+        let partial = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(read_lines(self.clone(), pipe, consumed_tx, partial.clone()));
+        Ok(Stream {
+            probe,
+            consumed,
+            partial,
+        })
+    }
+
+    /// Begins an invocation's log with Lambda's `START` line (after any init output).
+    pub(crate) fn begin(&self, request_id: RequestId, version: &str) {
+        let mut state = self.lock();
+        let init = std::mem::take(&mut state.text);
+        state.request_id = Some(request_id);
+        state.text = format!("{init}START RequestId: {request_id} Version: {version}\n");
+    }
+
+    /// Waits until every byte written to `streams` so far has been read into the log.
+    pub(crate) async fn settle(&self, streams: &mut [Stream]) {
+        for stream in streams {
+            let unread = rustix::io::ioctl_fionread(stream.probe.as_fd()).unwrap_or(0);
+            if unread == 0 {
+                continue;
+            }
+            let target = *stream.consumed.borrow() + unread;
+            let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
+            if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
+                .await
+                .is_err()
+            {
+                tracing::debug!("instance output did not settle in time");
+            }
+        }
+    }
+
+    /// Ends the invocation's log with `END` and `REPORT` and returns it.
+    pub(crate) fn finish(&self, report: &str) -> String {
+        let mut state = self.lock();
+        let request_id = state.request_id.take();
+        let mut text = std::mem::take(&mut state.text);
+        if let Some(id) = request_id {
+            text.push_str(&format!("END RequestId: {id}\n{report}\n"));
+        }
+        text
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn append(&self, line: &str) {
+        let request_id = {
+            let mut state = self.lock();
+            let keep = if state.request_id.is_some() {
+                KEPT_LOG_BYTES
+            } else {
+                KEPT_INIT_BYTES
+            };
+            state.text.push_str(line);
+            state.text.push('\n');
+            trim_front(&mut state.text, keep);
+            state.request_id
+        };
+        match request_id {
+            Some(id) => tracing::info!(function = %self.inner.function, request_id = %id, "{line}"),
+            None => tracing::info!(function = %self.inner.function, "{line}"),
+        }
+    }
+}
+
+/// The last `limits::LOG_TAIL_BYTES` of a log, cut on a character boundary.
+pub(crate) fn tail(log: &str) -> String {
+    let mut start = log.len().saturating_sub(limits::LOG_TAIL_BYTES);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    log[start..].to_owned()
+}
+
+fn trim_front(text: &mut String, keep: usize) {
+    if text.len() > keep {
+        let mut cut = text.len() - keep;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text.drain(..cut);
+    }
+}
+
+async fn read_lines<R: AsyncRead + Unpin>(
+    logs: InstanceLogs,
+    mut pipe: R,
+    consumed: watch::Sender<u64>,
+    partial: Arc<Mutex<Vec<u8>>>,
+) {
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut lines = Vec::new();
+        {
+            let mut partial = lock_partial(&partial);
+            partial.extend_from_slice(&chunk[..n]);
+            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
+                lines.push(
+                    String::from_utf8_lossy(&line[..end])
+                        .trim_end_matches('\r')
+                        .to_owned(),
+                );
+            }
+        }
+        for line in lines {
+            logs.append(&line);
+        }
+        consumed.send_modify(|total| *total += n as u64);
+    }
+    let rest = std::mem::take(&mut *lock_partial(&partial));
+    if !rest.is_empty() {
+        logs.append(&String::from_utf8_lossy(&rest));
+    }
+}
+
+fn lock_partial(partial: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
+    partial
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_cut_on_character_boundaries() {
+        let log = "é".repeat(limits::LOG_TAIL_BYTES);
+        let tail = tail(&log);
+        assert!(tail.len() <= limits::LOG_TAIL_BYTES);
+        assert!(tail.chars().all(|c| c == 'é'));
+    }
+
+    #[tokio::test]
+    async fn lines_land_in_the_current_invocation() {
+        let logs = InstanceLogs::new("f");
+        let id = RequestId::new();
+        logs.append("init line");
+        logs.begin(id, "$LATEST");
+        logs.append("hello");
+        let text = logs.finish("REPORT x");
+        assert_eq!(
+            text,
+            format!(
+                "init line\nSTART RequestId: {id} Version: $LATEST\nhello\nEND RequestId: {id}\nREPORT x\n"
+            )
+        );
+    }
+}

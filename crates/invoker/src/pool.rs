@@ -1,0 +1,216 @@
+//! Which instance serves an invocation: a warm idle one of the same function configuration
+//! (most recently used first), else a new one if the function's concurrency and the node's
+//! instance limit allow, else a throttle. Idle instances past the idle timeout are reaped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nimbus_core::error::ThrottleReason;
+use nimbus_core::{CodeSha256, Error, FunctionConfig, FunctionName, Result};
+use tokio::time::Instant;
+
+use crate::instance::Instance;
+
+/// Instances are shared only between invocations of the exact same configuration: an
+/// update (new revision) gets fresh instances while the old ones idle out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    name: FunctionName,
+    version: String,
+    code: CodeSha256,
+    revision: String,
+}
+
+impl PoolKey {
+    pub(crate) fn of(function: &FunctionConfig) -> Self {
+        Self {
+            name: function.name.clone(),
+            version: function.version.clone(),
+            code: function.code_sha256,
+            revision: function.revision_id.clone(),
+        }
+    }
+}
+
+/// What [`InstancePool::acquire`] grants.
+pub(crate) enum Lease {
+    Warm(Arc<Instance>),
+    /// Room for a new instance, already counted; return it with `release` or `abandon`.
+    Cold,
+}
+
+pub(crate) struct InstancePool {
+    max_instances: usize,
+    state: Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: HashMap<PoolKey, Vec<IdleInstance>>,
+    /// Busy (running or starting) instances per function, across its configurations.
+    busy: HashMap<FunctionName, usize>,
+    live: usize,
+    closed: bool,
+}
+
+struct IdleInstance {
+    instance: Arc<Instance>,
+    since: Instant,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolStats {
+    pub(crate) live: usize,
+    pub(crate) idle: usize,
+    pub(crate) busy: usize,
+}
+
+impl InstancePool {
+    pub(crate) fn new(max_instances: usize) -> Self {
+        Self {
+            max_instances,
+            state: Mutex::new(PoolState::default()),
+        }
+    }
+
+    /// Takes a warm instance or room for a new one. An instance evicted to make room (an idle
+    /// one of another function) is returned for the caller to stop.
+    pub(crate) fn acquire(
+        &self,
+        key: &PoolKey,
+        function_limit: u32,
+    ) -> Result<(Lease, Option<Arc<Instance>>)> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Error::Service("the invoker is shutting down".to_owned()));
+        }
+        let busy = state.busy.get(&key.name).copied().unwrap_or(0);
+        if busy >= function_limit as usize {
+            return Err(Error::TooManyRequests(ThrottleReason::FunctionConcurrency));
+        }
+        while let Some(idle) = state.idle.get_mut(key).and_then(Vec::pop) {
+            if idle.instance.has_exited() {
+                state.live -= 1;
+                continue;
+            }
+            *state.busy.entry(key.name.clone()).or_default() += 1;
+            return Ok((Lease::Warm(idle.instance), None));
+        }
+        let mut evicted = None;
+        if state.live >= self.max_instances {
+            evicted = state.evict_oldest_idle();
+            if evicted.is_none() {
+                return Err(Error::TooManyRequests(ThrottleReason::NodeConcurrency));
+            }
+        }
+        state.live += 1;
+        *state.busy.entry(key.name.clone()).or_default() += 1;
+        Ok((Lease::Cold, evicted))
+    }
+
+    /// Returns an instance after an invocation. A reusable one goes back to idle; otherwise
+    /// (or when shutting down) it is handed back for the caller to stop.
+    pub(crate) fn release(
+        &self,
+        key: &PoolKey,
+        instance: Arc<Instance>,
+        reusable: bool,
+    ) -> Option<Arc<Instance>> {
+        let mut state = self.lock();
+        state.finish_busy(&key.name);
+        if reusable && !state.closed && !instance.has_exited() {
+            state
+                .idle
+                .entry(key.clone())
+                .or_default()
+                .push(IdleInstance {
+                    instance,
+                    since: Instant::now(),
+                });
+            None
+        } else {
+            state.live -= 1;
+            Some(instance)
+        }
+    }
+
+    /// Gives back the room of a cold start that failed.
+    pub(crate) fn abandon(&self, key: &PoolKey) {
+        let mut state = self.lock();
+        state.finish_busy(&key.name);
+        state.live -= 1;
+    }
+
+    /// Removes and returns instances idle for at least `idle_timeout`.
+    pub(crate) fn reap(&self, idle_timeout: Duration) -> Vec<Arc<Instance>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let mut reaped = Vec::new();
+        for instances in state.idle.values_mut() {
+            let (stale, fresh): (Vec<_>, Vec<_>) = instances.drain(..).partition(|idle| {
+                now.duration_since(idle.since) >= idle_timeout || idle.instance.has_exited()
+            });
+            *instances = fresh;
+            reaped.extend(stale.into_iter().map(|idle| idle.instance));
+        }
+        state.idle.retain(|_, instances| !instances.is_empty());
+        state.live -= reaped.len();
+        reaped
+    }
+
+    /// Stops accepting work and returns every idle instance to stop.
+    pub(crate) fn close(&self) -> Vec<Arc<Instance>> {
+        let mut state = self.lock();
+        state.closed = true;
+        let idle: Vec<_> = state
+            .idle
+            .drain()
+            .flat_map(|(_, instances)| instances.into_iter().map(|idle| idle.instance))
+            .collect();
+        state.live -= idle.len();
+        idle
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let state = self.lock();
+        PoolStats {
+            live: state.live,
+            idle: state.idle.values().map(Vec::len).sum(),
+            busy: state.busy.values().sum(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl PoolState {
+    fn finish_busy(&mut self, name: &FunctionName) {
+        if let Some(busy) = self.busy.get_mut(name) {
+            *busy = busy.saturating_sub(1);
+            if *busy == 0 {
+                self.busy.remove(name);
+            }
+        }
+    }
+
+    fn evict_oldest_idle(&mut self) -> Option<Arc<Instance>> {
+        let key = self
+            .idle
+            .iter()
+            .filter_map(|(key, instances)| instances.first().map(|oldest| (key, oldest.since)))
+            .min_by_key(|(_, since)| *since)
+            .map(|(key, _)| key.clone())?;
+        let instances = self.idle.get_mut(&key)?;
+        let oldest = instances.remove(0);
+        if instances.is_empty() {
+            self.idle.remove(&key);
+        }
+        self.live -= 1;
+        Some(oldest.instance)
+    }
+}
