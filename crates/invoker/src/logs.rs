@@ -86,16 +86,20 @@ impl InstanceLogs {
     pub(crate) async fn settle(&self, streams: &mut [Stream]) {
         for stream in streams {
             let unread = rustix::io::ioctl_fionread(stream.probe.as_fd()).unwrap_or(0);
-            if unread == 0 {
-                continue;
+            if unread > 0 {
+                let target = *stream.consumed.borrow() + unread;
+                let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
+                if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("instance output did not settle in time");
+                }
             }
-            let target = *stream.consumed.borrow() + unread;
-            let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
-            if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
-                .await
-                .is_err()
-            {
-                tracing::debug!("instance output did not settle in time");
+            // A last line without its newline is logged as it is.
+            let partial = std::mem::take(&mut *lock_partial(&stream.partial));
+            if !partial.is_empty() {
+                self.append(&String::from_utf8_lossy(&partial));
             }
         }
     }

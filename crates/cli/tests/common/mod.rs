@@ -2,7 +2,7 @@
 //! invoker over gRPC on Postgres), deploys functions with the real CLI, and stops everything
 //! on drop.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -39,11 +39,12 @@ impl Process {
             let mut announced = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if !announced && let Some(rest) = line.strip_prefix("nimbus: ") {
-                    if let Some((_, address)) = rest.split_once(" listening on ") {
-                        announced = true;
-                        let _ = found.send(address.trim().to_owned());
-                    }
+                if !announced
+                    && let Some(rest) = line.strip_prefix("nimbus: ")
+                    && let Some((_, address)) = rest.split_once(" listening on ")
+                {
+                    announced = true;
+                    let _ = found.send(address.trim().to_owned());
                 }
             }
         });
