@@ -95,6 +95,11 @@ pub struct GatewayLimits {
     /// AWS region the API reports in ARNs and to functions.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     pub region: String,
+
+    /// How long the gateway reuses a function's configuration before reading it again.
+    /// Changes made through this gateway apply at once; through another, within this time.
+    #[arg(long, env = "NIMBUS_FUNCTION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub function_cache_ttl: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -230,7 +235,8 @@ pub struct BenchArgs {
     /// Concurrent clients to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     pub clients: Vec<usize>,
-    /// Runtime of the no-op function: python3.12 or nodejs20.x.
+    /// Runtime of the no-op function: python3.12, nodejs20.x, or provided.al2023 (the Rust
+    /// example, built with `cargo build --release -p nimbus-example-rust-hello`).
     #[arg(long, default_value = "python3.12")]
     pub runtime: String,
     #[command(flatten)]

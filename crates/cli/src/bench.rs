@@ -35,6 +35,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let limits = GatewayLimits {
         max_sync_payload: nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES,
         region: "us-east-1".to_owned(),
+        function_cache_ttl: nimbus_store::DEFAULT_FUNCTION_CACHE_TTL,
     };
     let platform = InProcessPlatform::start(
         &database_url,
@@ -115,6 +116,10 @@ async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
     let app = axum::Router::new().route("/", post(|body: Bytes| async move { body }));
+    // The same socket settings as the gateway, so only the work differs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -131,12 +136,26 @@ async fn deploy_noop(
     endpoint: &str,
     runtime: &str,
 ) -> anyhow::Result<()> {
-    let (file, source, handler) = if runtime.starts_with("nodejs") {
-        ("index.js", NOOP_NODE, "index.handler")
+    let zip = if runtime.starts_with("provided") {
+        // The Rust example (lambda_runtime crate), built next to this binary.
+        let bootstrap = std::env::current_exe()?.with_file_name("bootstrap");
+        let binary = std::fs::read(&bootstrap).with_context(|| {
+            format!(
+                "{} is missing: build it with `cargo build --release -p nimbus-example-rust-hello`",
+                bootstrap.display()
+            )
+        })?;
+        zip_one("bootstrap", &binary, 0o755)?
+    } else if runtime.starts_with("nodejs") {
+        zip_one("index.js", NOOP_NODE.as_bytes(), 0o644)?
     } else {
-        ("app.py", NOOP_PYTHON, "app.handler")
+        zip_one("app.py", NOOP_PYTHON.as_bytes(), 0o644)?
     };
-    let zip = zip_one(file, source)?;
+    let handler = if runtime.starts_with("nodejs") {
+        "index.handler"
+    } else {
+        "app.handler"
+    };
     let response = client
         .post(format!("{endpoint}/2015-03-31/functions"))
         .json(&json!({
@@ -156,11 +175,12 @@ async fn deploy_noop(
     Ok(())
 }
 
-fn zip_one(name: &str, source: &str) -> anyhow::Result<Vec<u8>> {
+fn zip_one(name: &str, contents: &[u8], mode: u32) -> anyhow::Result<Vec<u8>> {
     use std::io::Write as _;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    writer.start_file(name, zip::write::SimpleFileOptions::default())?;
-    writer.write_all(source.as_bytes())?;
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(mode);
+    writer.start_file(name, options)?;
+    writer.write_all(contents)?;
     Ok(writer.finish()?.into_inner())
 }
 

@@ -49,7 +49,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     announce("gateway", &format!("http://{}", listener.local_addr()?));
     let router = nimbus_gateway::router(AppState::new(
-        store,
+        cached(store, &args.limits),
         invoker,
         records.clone(),
         gateway_config(&args.limits),
@@ -101,7 +101,7 @@ impl InProcessPlatform {
             .context("cannot start the invoker")?;
         let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
         let router = nimbus_gateway::router(AppState::new(
-            store,
+            cached(store, limits),
             invoker.clone() as Arc<dyn Invoker>,
             records.clone(),
             gateway_config(limits),
@@ -124,6 +124,14 @@ impl InProcessPlatform {
         self.records.shutdown().await;
         served.context("the gateway failed")
     }
+}
+
+/// The gateway reads function configurations through a short-lived cache.
+fn cached(store: Arc<dyn Store>, limits: &GatewayLimits) -> Arc<dyn Store> {
+    Arc::new(nimbus_store::CachedStore::new(
+        store,
+        limits.function_cache_ttl,
+    ))
 }
 
 async fn connect_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {

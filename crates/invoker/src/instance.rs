@@ -178,11 +178,16 @@ impl Instance {
             tracing::info!(function = %self.function_name, request_id = %id, error_type, "instance retired");
         }
 
-        let max_memory_used_mb = peak_memory_mb(self.pid);
+        // Read from /proc only when someone will see it: it costs syscalls on the hot path.
+        let max_memory_used_mb = if request.want_log_tail {
+            peak_memory_mb(self.pid)
+        } else {
+            0
+        };
         let mut report = format!(
             "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
             duration.as_secs_f64() * 1000.0,
-            duration.as_millis().max(1),
+            duration.as_micros().div_ceil(1000).max(1),
             self.memory_mb,
             max_memory_used_mb,
         );

@@ -80,6 +80,10 @@ impl RuntimeApi {
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::warn!(%error, "a runtime API server failed");
             }

@@ -5,6 +5,7 @@
 //! conformance suite. Invocation records are written in batches by [`RecordWriter`], never one
 //! commit per request.
 
+mod cache;
 mod error;
 mod postgres;
 mod records;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use nimbus_core::{CodeSha256, FunctionConfig, FunctionName, InvocationRecord, RequestId};
 
+pub use cache::{CachedStore, DEFAULT_FUNCTION_CACHE_TTL};
 pub use error::{Error, Result};
 pub use postgres::PostgresStore;
 pub use records::{RecordWriter, RecordWriterConfig, RecordWriterStats};

@@ -316,3 +316,43 @@ conformance!(
     invocation_records_upsert_and_round_trip,
     the_record_writer_batches_and_drains,
 );
+
+/// Two gateways over one database: each sees its own writes at once; the other one keeps
+/// its cached copy until the time-to-live runs out.
+#[tokio::test]
+async fn a_cached_store_sees_its_own_writes_at_once() {
+    use std::time::Duration;
+    let backend = sqlite().await;
+    let here = nimbus_store::CachedStore::new(backend.store.clone(), Duration::from_secs(3600));
+    let there = nimbus_store::CachedStore::new(backend.store.clone(), Duration::from_secs(3600));
+    let code = with_code(&*backend.store).await;
+    let original = function("cached", &code);
+    assert_eq!(here.get_function(&original.name).await.unwrap(), None);
+    here.create_function(&original).await.unwrap();
+    assert_eq!(
+        here.get_function(&original.name).await.unwrap(),
+        Some(original.clone())
+    );
+    assert_eq!(
+        there.get_function(&original.name).await.unwrap(),
+        Some(original.clone())
+    );
+
+    let mut changed = original.clone();
+    changed.memory_mb = 256;
+    changed.revision_id = "r2".to_owned();
+    here.update_function(&changed, &original.revision_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        here.get_function(&original.name).await.unwrap(),
+        Some(changed)
+    );
+    assert_eq!(
+        there.get_function(&original.name).await.unwrap(),
+        Some(original.clone())
+    );
+
+    here.delete_function(&original.name).await.unwrap();
+    assert_eq!(here.get_function(&original.name).await.unwrap(), None);
+}
