@@ -47,15 +47,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let endpoint = format!("http://{}", listener.local_addr()?);
     let serving = tokio::spawn(platform.serve(listener, shutdown.clone()));
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()?;
-    deploy_noop(&client, &endpoint, &args.runtime).await?;
+    deploy_noop(&reqwest::Client::new(), &endpoint, &args.runtime).await?;
+    let load = LoadGenerator::start()?;
     let invoke_url = format!("{endpoint}/2015-03-31/functions/noop/invocations");
     let max_clients = args.clients.iter().copied().max().unwrap_or(1);
     // Warm one instance per client, then let the measured runs find them ready.
-    measure(&client, &invoke_url, max_clients, Duration::from_secs(1)).await?;
-    measure(&client, &echo_url, max_clients, Duration::from_millis(500)).await?;
+    load.measure(&invoke_url, max_clients, Duration::from_secs(1))
+        .await?;
+    load.measure(&echo_url, max_clients, Duration::from_millis(500))
+        .await?;
 
     println!(
         "nimbus bench: sync invoke of a no-op {} function vs a loopback HTTP echo, {} per run",
@@ -76,8 +76,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let mut goals_met = true;
     for &clients in &args.clients {
-        let echo = measure(&client, &echo_url, clients, args.duration).await?;
-        let invoke = measure(&client, &invoke_url, clients, args.duration).await?;
+        let echo = load.measure(&echo_url, clients, args.duration).await?;
+        let invoke = load.measure(&invoke_url, clients, args.duration).await?;
         let p50_ratio = invoke.p50.as_secs_f64() / echo.p50.as_secs_f64();
         let rps_ratio = invoke.per_second / echo.per_second;
         println!(
@@ -182,6 +182,60 @@ fn zip_one(name: &str, contents: &[u8], mode: u32) -> anyhow::Result<Vec<u8>> {
     writer.start_file(name, options)?;
     writer.write_all(contents)?;
     Ok(writer.finish()?.into_inner())
+}
+
+/// Sends the requests from a tokio runtime of its own, as a separate client process would, so
+/// the echo and the gateway both pay the same hop to reach their caller (an echo sharing its
+/// caller's runtime would be served without ever crossing a thread).
+struct LoadGenerator {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: reqwest::Client,
+}
+
+impl LoadGenerator {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-client")
+            .enable_all()
+            .build()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        Ok(Self {
+            runtime: Some(runtime),
+            client,
+        })
+    }
+
+    async fn measure(
+        &self,
+        url: &str,
+        clients: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Measurement> {
+        let Some(runtime) = &self.runtime else {
+            bail!("the load generator has stopped");
+        };
+        let handle = runtime.handle().clone();
+        let client = self.client.clone();
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                // Spawned, so the clients run on the generator's own worker.
+                tokio::spawn(async move { measure(&client, &url, clients, duration).await }).await?
+            })
+        })
+        .await?
+    }
+}
+
+impl Drop for LoadGenerator {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 struct Measurement {
