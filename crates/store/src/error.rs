@@ -35,3 +35,30 @@ impl From<Error> for nimbus_core::Error {
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_become_lambda_errors() {
+        let lambda = |e: Error| nimbus_core::Error::from(e).lambda_type();
+        assert_eq!(
+            lambda(Error::Conflict("f".into())),
+            "ResourceConflictException"
+        );
+        assert_eq!(
+            lambda(Error::NotFound("f".into())),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(
+            lambda(Error::RevisionMismatch("f".into())),
+            "PreconditionFailedException"
+        );
+        assert_eq!(lambda(Error::Corrupt("row".into())), "ServiceException");
+        assert_eq!(
+            lambda(Error::Database(sqlx::Error::PoolTimedOut)),
+            "ServiceException"
+        );
+    }
+}

@@ -4,6 +4,9 @@
 //! file that `nimbus dev` uses, and Postgres for the distributed topology. Both pass the same
 //! conformance suite. Invocation records are written in batches by [`RecordWriter`], never one
 //! commit per request.
+//!
+//! Timestamps are stored in UTC with microsecond precision (what Postgres keeps): a record
+//! reads back equal to what was written once its times are truncated to the microsecond.
 
 mod cache;
 mod error;
@@ -12,6 +15,7 @@ mod records;
 mod rows;
 mod sql;
 mod sqlite;
+mod timestamp;
 
 use std::sync::Arc;
 
@@ -31,7 +35,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_code(&self, sha: &CodeSha256) -> Result<Option<Bytes>>;
 
-    /// Creates a function; [`Error::Conflict`] if the name is taken.
+    /// Creates a function; [`Error::Conflict`] if the name is taken. Its code must have been
+    /// stored with [`put_code`](Self::put_code) first (a foreign key enforces it).
     async fn create_function(&self, function: &FunctionConfig) -> Result<()>;
 
     async fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionConfig>>;
@@ -56,7 +61,8 @@ pub trait Store: Send + Sync + 'static {
     /// queued events may still name them).
     async fn delete_function(&self, name: &FunctionName) -> Result<bool>;
 
-    /// Inserts or replaces invocation records, all in one transaction.
+    /// Inserts or replaces invocation records, all in one transaction. When a request id
+    /// appears more than once, its last record is the one kept.
     async fn put_invocations(&self, records: &[InvocationRecord]) -> Result<()>;
 
     async fn get_invocation(&self, request_id: &RequestId) -> Result<Option<InvocationRecord>>;

@@ -1,12 +1,13 @@
 //! Batched writing of invocation records, off the invocation's hot path.
 //!
 //! [`RecordWriter::record`] only puts the record in memory; a background task commits what
-//! has gathered in one transaction when a batch is full or the oldest record has waited a
-//! flush interval. Lookups see a record the moment it is handed over, flushed or not. A failed
-//! flush keeps its records and retries; [`RecordWriter::shutdown`] writes what is left.
+//! has gathered, one transaction per batch, when a batch is full or the oldest record has
+//! waited a flush interval. [`RecordWriter::get`] sees a record the moment it is handed over,
+//! flushed or not. A failed flush keeps its records and retries with a capped back-off;
+//! [`RecordWriter::shutdown`] writes everything still buffered before it returns.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,15 +41,19 @@ impl Default for RecordWriterConfig {
 /// What the writer has done, for tests and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecordWriterStats {
+    /// Transactions committed.
     pub flushes: u64,
     pub records_written: u64,
     pub largest_batch: usize,
 }
 
-/// Hands invocation records to a background flusher. Cheap to clone.
+/// Hands invocation records to a background flusher. Cheap to clone; every clone feeds the
+/// same flusher.
 #[derive(Clone)]
 pub struct RecordWriter {
     inner: Arc<Inner>,
+    /// Held across the wait in `shutdown`, so that a second caller waits too.
+    flusher: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 struct Inner {
@@ -59,8 +64,6 @@ struct Inner {
     batch_ready: Notify,
     /// Wakes writers waiting for room.
     room: Notify,
-    closed: AtomicBool,
-    flusher: Mutex<Option<JoinHandle<()>>>,
     flushes: AtomicU64,
     records_written: AtomicU64,
     largest_batch: AtomicUsize,
@@ -71,88 +74,105 @@ struct Buffer {
     pending: HashMap<RequestId, InvocationRecord>,
     /// Taken by the flusher and not yet committed; still answered by lookups.
     flushing: HashMap<RequestId, InvocationRecord>,
+    /// When the oldest pending record arrived; `Some` exactly when `pending` is not empty.
     oldest_pending: Option<Instant>,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Running,
+    /// Shutdown began: records are still buffered, and flushed without waiting.
+    Draining,
+    /// The flusher has stopped with nothing buffered; records are written directly.
+    Stopped,
+}
+
+enum Admission {
+    Buffered,
+    /// No room: the record comes back to wait for some.
+    Full(InvocationRecord),
+    Stopped(InvocationRecord),
 }
 
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// Attempts at the final flush during shutdown before giving up (and saying so).
-const SHUTDOWN_ATTEMPTS: u32 = 5;
 
 impl RecordWriter {
-    /// Starts the flusher on the current tokio runtime.
+    /// Starts the flusher on the current tokio runtime (panics outside one, as
+    /// `tokio::spawn` does).
     pub fn start(store: Arc<dyn Store>, config: RecordWriterConfig) -> RecordWriter {
+        let config = RecordWriterConfig {
+            max_batch: config.max_batch.max(1),
+            max_pending: config.max_pending.max(1),
+            ..config
+        };
         let inner = Arc::new(Inner {
             store,
             config,
             buffer: Mutex::new(Buffer::default()),
             batch_ready: Notify::new(),
             room: Notify::new(),
-            closed: AtomicBool::new(false),
-            flusher: Mutex::new(None),
             flushes: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             largest_batch: AtomicUsize::new(0),
         });
-        let task = tokio::spawn(flush_loop(inner.clone()));
-        *lock(&inner.flusher) = Some(task);
-        RecordWriter { inner }
+        let flusher = tokio::spawn(flush_loop(inner.clone()));
+        RecordWriter {
+            inner,
+            flusher: Arc::new(tokio::sync::Mutex::new(Some(flusher))),
+        }
     }
 
-    /// Hands a record over; the newest record of a request id wins. Waits only when
-    /// `max_pending` records are unflushed. After [`shutdown`](Self::shutdown) the record is
-    /// written directly.
+    /// Hands a record over; the newest record of a request id wins. Never does I/O: it waits
+    /// only while `max_pending` records are unflushed. After [`shutdown`](Self::shutdown) has
+    /// returned, the record is written directly, and a failure to write it is logged.
     pub async fn record(&self, record: InvocationRecord) {
-        if self.inner.closed.load(Ordering::Acquire) {
-            if let Err(error) = self.inner.store.put_invocations(&[record]).await {
-                tracing::error!(%error, "cannot write an invocation record after shutdown");
-            }
-            return;
-        }
+        let mut record = record;
         loop {
+            // Registered before looking, so a flush that frees room meanwhile still wakes us.
             let room = self.inner.room.notified();
-            {
-                let mut buffer = lock(&self.inner.buffer);
-                let unflushed = buffer.pending.len() + buffer.flushing.len();
-                if unflushed < self.inner.config.max_pending
-                    || buffer.pending.contains_key(&record.request_id)
-                {
-                    buffer.oldest_pending.get_or_insert_with(Instant::now);
-                    buffer.pending.insert(record.request_id, record);
-                    if buffer.pending.len() >= self.inner.config.max_batch {
-                        self.inner.batch_ready.notify_one();
-                    }
-                    return;
+            match self.inner.admit(record) {
+                Admission::Buffered => return,
+                Admission::Stopped(record) => return self.inner.write_directly(record).await,
+                Admission::Full(returned) => {
+                    record = returned;
+                    room.await;
                 }
             }
-            room.await;
         }
     }
 
-    /// The record of `request_id`, whether still in memory or stored.
+    /// The record of `request_id`: pending in memory, being flushed, or stored.
     pub async fn get(&self, request_id: &RequestId) -> Result<Option<InvocationRecord>> {
-        {
-            let buffer = lock(&self.inner.buffer);
-            if let Some(record) = buffer
-                .pending
-                .get(request_id)
-                .or_else(|| buffer.flushing.get(request_id))
-            {
-                return Ok(Some(record.clone()));
-            }
+        if let Some(record) = self.inner.buffered(request_id) {
+            return Ok(Some(record));
         }
         self.inner.store.get_invocation(request_id).await
     }
 
-    /// Flushes everything buffered and stops the flusher. Idempotent.
+    /// Flushes everything buffered, then stops the flusher. Records handed over meanwhile
+    /// are flushed too. A store that is down keeps this waiting (retrying) rather than
+    /// losing records: bound it with a timeout if the process must exit regardless.
+    /// Idempotent; concurrent callers all wait for the end.
     pub async fn shutdown(&self) {
-        self.inner.closed.store(true, Ordering::Release);
-        self.inner.batch_ready.notify_one();
-        let task = lock(&self.inner.flusher).take();
-        if let Some(task) = task
-            && let Err(error) = task.await
         {
-            tracing::error!(%error, "the invocation record flusher failed");
+            let mut buffer = lock(&self.inner.buffer);
+            if buffer.state == State::Running {
+                buffer.state = State::Draining;
+            }
+        }
+        self.inner.batch_ready.notify_one();
+        let mut flusher = self.flusher.lock().await;
+        if let Some(task) = flusher.as_mut() {
+            if let Err(error) = task.await {
+                let mut buffer = lock(&self.inner.buffer);
+                buffer.state = State::Stopped;
+                let lost = buffer.pending.len() + buffer.flushing.len();
+                tracing::error!(%error, lost, "the invocation record flusher failed");
+            }
+            *flusher = None;
         }
     }
 
@@ -165,85 +185,141 @@ impl RecordWriter {
     }
 }
 
-async fn flush_loop(inner: Arc<Inner>) {
-    loop {
-        let closing = inner.closed.load(Ordering::Acquire);
-        let batch = next_batch(&inner).await;
-        if batch.is_empty() {
-            if closing {
-                return;
-            }
-            continue;
+impl Inner {
+    fn admit(&self, record: InvocationRecord) -> Admission {
+        let mut buffer = lock(&self.buffer);
+        if buffer.state == State::Stopped {
+            return Admission::Stopped(record);
         }
-        write_batch(&inner, batch, closing).await;
+        let unflushed = buffer.pending.len() + buffer.flushing.len();
+        // Replacing a pending record takes no more room.
+        if unflushed >= self.config.max_pending && !buffer.pending.contains_key(&record.request_id)
+        {
+            return Admission::Full(record);
+        }
+        buffer.oldest_pending.get_or_insert_with(Instant::now);
+        buffer.pending.insert(record.request_id, record);
+        if buffer.pending.len() >= self.config.max_batch {
+            self.batch_ready.notify_one();
+        }
+        Admission::Buffered
     }
-}
 
-/// Waits until a batch is due (full, old enough, or shutting down) and moves it to
-/// `flushing`. Returns an empty batch when shutting down with nothing left.
-async fn next_batch(inner: &Inner) -> Vec<InvocationRecord> {
-    loop {
-        let ready = inner.batch_ready.notified();
-        let deadline = {
-            let mut buffer = lock(&inner.buffer);
-            let closing = inner.closed.load(Ordering::Acquire);
-            let due = buffer
-                .oldest_pending
-                .map(|oldest| oldest + inner.config.flush_interval);
-            let full = buffer.pending.len() >= inner.config.max_batch;
-            if closing || full || due.is_some_and(|due| due <= Instant::now()) {
-                buffer.oldest_pending = None;
-                let pending = std::mem::take(&mut buffer.pending);
-                buffer.flushing = pending.clone();
-                return pending.into_values().collect();
-            }
-            due
-        };
-        match deadline {
-            Some(deadline) => {
-                tokio::select! {
-                    () = ready => {}
-                    () = tokio::time::sleep_until(deadline) => {}
-                }
-            }
-            None => ready.await,
+    fn buffered(&self, request_id: &RequestId) -> Option<InvocationRecord> {
+        let buffer = lock(&self.buffer);
+        buffer
+            .pending
+            .get(request_id)
+            .or_else(|| buffer.flushing.get(request_id))
+            .cloned()
+    }
+
+    async fn write_directly(&self, record: InvocationRecord) {
+        if let Err(error) = self
+            .store
+            .put_invocations(std::slice::from_ref(&record))
+            .await
+        {
+            tracing::error!(
+                %error,
+                request_id = %record.request_id,
+                "cannot write an invocation record after shutdown; it is lost"
+            );
         }
     }
-}
 
-/// Commits a batch (in chunks of `max_batch`, one transaction each), retrying failures with a
-/// capped back-off; during shutdown it gives up after a few attempts.
-async fn write_batch(inner: &Inner, batch: Vec<InvocationRecord>, closing: bool) {
-    for chunk in batch.chunks(inner.config.max_batch.max(1)) {
-        let mut delay = RETRY_FIRST;
-        let mut attempt = 0;
+    /// Waits until a batch is due (full, old enough, or shutting down) and moves it to
+    /// `flushing`. `None` once shutdown has drained everything.
+    async fn next_batch(&self) -> Option<Vec<InvocationRecord>> {
         loop {
-            attempt += 1;
-            match inner.store.put_invocations(chunk).await {
-                Ok(()) => {
-                    inner.flushes.fetch_add(1, Ordering::Relaxed);
-                    inner
-                        .records_written
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    inner
-                        .largest_batch
-                        .fetch_max(chunk.len(), Ordering::Relaxed);
-                    break;
+            let ready = self.batch_ready.notified();
+            let deadline = {
+                let mut buffer = lock(&self.buffer);
+                let draining = buffer.state == State::Draining;
+                match buffer.oldest_pending {
+                    None if draining => {
+                        // Decided under the lock that `admit` takes, so no record can slip
+                        // in behind the last flush.
+                        buffer.state = State::Stopped;
+                        return None;
+                    }
+                    None => None,
+                    Some(oldest) => {
+                        let due = oldest + self.config.flush_interval;
+                        let full = buffer.pending.len() >= self.config.max_batch;
+                        if draining || full || due <= Instant::now() {
+                            return Some(buffer.take_pending());
+                        }
+                        Some(due)
+                    }
                 }
-                Err(error) if closing && attempt >= SHUTDOWN_ATTEMPTS => {
-                    tracing::error!(%error, lost = chunk.len(), "cannot write invocation records at shutdown");
-                    break;
+            };
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = ready => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+                None => ready.await,
+            }
+        }
+    }
+
+    /// Commits a batch in transactions of at most `max_batch` records, freeing room as each
+    /// one commits.
+    async fn write(&self, batch: Vec<InvocationRecord>) {
+        for chunk in batch.chunks(self.config.max_batch) {
+            self.commit(chunk).await;
+            let mut buffer = lock(&self.buffer);
+            for record in chunk {
+                buffer.flushing.remove(&record.request_id);
+            }
+            drop(buffer);
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Retries until the store takes the records: they exist nowhere else.
+    async fn commit(&self, records: &[InvocationRecord]) {
+        let mut delay = RETRY_FIRST;
+        loop {
+            match self.store.put_invocations(records).await {
+                Ok(()) => {
+                    self.flushes.fetch_add(1, Ordering::Relaxed);
+                    self.records_written
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    self.largest_batch
+                        .fetch_max(records.len(), Ordering::Relaxed);
+                    return;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, records = chunk.len(), retry_in = ?delay, "cannot write invocation records; retrying");
+                    tracing::warn!(
+                        %error,
+                        records = records.len(),
+                        retry_in = ?delay,
+                        "cannot write invocation records; will retry"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(RETRY_MAX);
                 }
             }
         }
     }
-    lock(&inner.buffer).flushing.clear();
-    inner.room.notify_waiters();
+}
+
+impl Buffer {
+    fn take_pending(&mut self) -> Vec<InvocationRecord> {
+        self.oldest_pending = None;
+        self.flushing = std::mem::take(&mut self.pending);
+        self.flushing.values().cloned().collect()
+    }
+}
+
+async fn flush_loop(inner: Arc<Inner>) {
+    while let Some(batch) = inner.next_batch().await {
+        inner.write(batch).await;
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -251,4 +327,287 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicU32;
+
+    use bytes::Bytes;
+    use nimbus_core::function::LATEST;
+    use nimbus_core::{CodeSha256, FunctionConfig, FunctionName, InvocationStatus, InvocationType};
+    use time::OffsetDateTime;
+    use tokio::sync::{Semaphore, watch};
+
+    use super::*;
+    use crate::Error;
+
+    /// Keeps invocation records in memory; can fail or hold back writes on demand.
+    struct MemoryStore {
+        records: Mutex<HashMap<RequestId, InvocationRecord>>,
+        /// How many records each successful write carried.
+        batches: Mutex<Vec<usize>>,
+        failures_left: AtomicU32,
+        /// When set, each write first takes a permit.
+        gate: Option<Semaphore>,
+        /// Records stored so far, to wait on.
+        stored: watch::Sender<usize>,
+    }
+
+    impl MemoryStore {
+        fn new() -> Arc<Self> {
+            Self::build(0, None)
+        }
+
+        fn failing(times: u32) -> Arc<Self> {
+            Self::build(times, None)
+        }
+
+        fn gated() -> Arc<Self> {
+            Self::build(0, Some(Semaphore::new(0)))
+        }
+
+        fn build(failures: u32, gate: Option<Semaphore>) -> Arc<Self> {
+            Arc::new(Self {
+                records: Mutex::default(),
+                batches: Mutex::default(),
+                failures_left: AtomicU32::new(failures),
+                gate,
+                stored: watch::Sender::new(0),
+            })
+        }
+
+        fn stored(&self, id: &RequestId) -> Option<InvocationRecord> {
+            lock(&self.records).get(id).cloned()
+        }
+
+        fn batches(&self) -> Vec<usize> {
+            lock(&self.batches).clone()
+        }
+
+        async fn wait_for(&self, count: usize) {
+            self.stored
+                .subscribe()
+                .wait_for(|stored| *stored >= count)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for MemoryStore {
+        async fn put_code(&self, _: &CodeSha256, _: Bytes) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_code(&self, _: &CodeSha256) -> Result<Option<Bytes>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn create_function(&self, _: &FunctionConfig) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_function(&self, _: &FunctionName) -> Result<Option<FunctionConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_functions(
+            &self,
+            _: Option<&FunctionName>,
+            _: usize,
+        ) -> Result<Vec<FunctionConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn update_function(&self, _: &FunctionConfig, _: &str) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_function(&self, _: &FunctionName) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+
+        async fn put_invocations(&self, records: &[InvocationRecord]) -> Result<()> {
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.unwrap().forget();
+            }
+            let fail = self
+                .failures_left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                return Err(Error::Config("the database is down".to_owned()));
+            }
+            let mut stored = lock(&self.records);
+            for record in records {
+                stored.insert(record.request_id, record.clone());
+            }
+            lock(&self.batches).push(records.len());
+            self.stored.send_replace(stored.len());
+            Ok(())
+        }
+
+        async fn get_invocation(&self, id: &RequestId) -> Result<Option<InvocationRecord>> {
+            Ok(self.stored(id))
+        }
+    }
+
+    fn record(status: InvocationStatus) -> InvocationRecord {
+        InvocationRecord {
+            request_id: RequestId::new(),
+            function_name: FunctionName::parse("f").unwrap(),
+            function_version: LATEST.to_owned(),
+            invocation_type: InvocationType::Event,
+            status,
+            attempts: 0,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            error_type: None,
+            error_message: None,
+        }
+    }
+
+    fn config(max_batch: usize, flush_interval: Duration) -> RecordWriterConfig {
+        RecordWriterConfig {
+            max_batch,
+            flush_interval,
+            ..RecordWriterConfig::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_waits_one_flush_interval_at_most() {
+        let store = MemoryStore::new();
+        let interval = Duration::from_millis(50);
+        let writer = RecordWriter::start(store.clone(), config(512, interval));
+        let r = record(InvocationStatus::Queued);
+        writer.record(r.clone()).await;
+
+        tokio::time::sleep(interval - Duration::from_millis(1)).await;
+        assert_eq!(
+            store.stored(&r.request_id),
+            None,
+            "flushed before the interval"
+        );
+        assert_eq!(writer.get(&r.request_id).await.unwrap(), Some(r.clone()));
+
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(store.stored(&r.request_id), Some(r));
+        assert_eq!(writer.stats().flushes, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
+        let store = MemoryStore::new();
+        let interval = Duration::from_secs(3600);
+        let writer = RecordWriter::start(store.clone(), config(10, interval));
+        let start = Instant::now();
+        for _ in 0..25 {
+            writer.record(record(InvocationStatus::Queued)).await;
+        }
+        store.wait_for(20).await;
+        assert!(start.elapsed() < interval);
+        assert!(store.batches().iter().all(|&size| size <= 10));
+        writer.shutdown().await;
+        assert_eq!(writer.stats().records_written, 25);
+        assert_eq!(writer.stats().largest_batch, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_of_one_request_coalesce_to_the_latest() {
+        let store = MemoryStore::new();
+        let writer = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+        let queued = record(InvocationStatus::Queued);
+        let done = InvocationRecord {
+            status: InvocationStatus::Succeeded,
+            attempts: 1,
+            ..queued.clone()
+        };
+        writer.record(queued.clone()).await;
+        writer.record(done.clone()).await;
+        assert_eq!(
+            writer.get(&queued.request_id).await.unwrap(),
+            Some(done.clone())
+        );
+        writer.shutdown().await;
+        assert_eq!(store.batches(), [1]);
+        assert_eq!(store.stored(&queued.request_id), Some(done));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_flush_is_retried_and_loses_nothing() {
+        let store = MemoryStore::failing(3);
+        let interval = Duration::from_millis(50);
+        let writer = RecordWriter::start(store.clone(), config(512, interval));
+        let r = record(InvocationStatus::Running);
+        writer.record(r.clone()).await;
+
+        // The first attempt has failed: the record is still answered from memory.
+        tokio::time::sleep(interval + Duration::from_millis(1)).await;
+        assert_eq!(store.stored(&r.request_id), None);
+        assert_eq!(writer.get(&r.request_id).await.unwrap(), Some(r.clone()));
+
+        writer.shutdown().await;
+        assert_eq!(store.stored(&r.request_id), Some(r));
+        assert_eq!(writer.stats().flushes, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_being_flushed_is_still_found() {
+        let store = MemoryStore::gated();
+        let interval = Duration::from_millis(50);
+        let writer = RecordWriter::start(store.clone(), config(512, interval));
+        let r = record(InvocationStatus::Running);
+        writer.record(r.clone()).await;
+
+        // The flusher has taken the record and is held inside the store's write.
+        tokio::time::sleep(interval + Duration::from_millis(1)).await;
+        assert_eq!(store.stored(&r.request_id), None);
+        assert_eq!(writer.get(&r.request_id).await.unwrap(), Some(r.clone()));
+
+        store.gate.as_ref().unwrap().add_permits(1);
+        writer.shutdown().await;
+        assert_eq!(store.stored(&r.request_id), Some(r));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn record_waits_while_too_many_are_unflushed() {
+        let store = MemoryStore::gated();
+        let writer = RecordWriter::start(
+            store.clone(),
+            RecordWriterConfig {
+                max_batch: 1,
+                max_pending: 2,
+                ..RecordWriterConfig::default()
+            },
+        );
+        let records: Vec<_> = (0..3).map(|_| record(InvocationStatus::Queued)).collect();
+        writer.record(records[0].clone()).await;
+        writer.record(records[1].clone()).await;
+
+        // Both are held in a write the store does not finish: no room for a third.
+        let third = writer.record(records[2].clone());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), third)
+                .await
+                .is_err()
+        );
+
+        store.gate.as_ref().unwrap().add_permits(records.len());
+        writer.record(records[2].clone()).await;
+        writer.shutdown().await;
+        for r in &records {
+            assert_eq!(store.stored(&r.request_id).as_ref(), Some(r));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_shutdown_records_are_written_directly() {
+        let store = MemoryStore::new();
+        let writer = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+        writer.shutdown().await;
+        writer.shutdown().await;
+        let r = record(InvocationStatus::Succeeded);
+        writer.record(r.clone()).await;
+        assert_eq!(store.stored(&r.request_id), Some(r));
+    }
 }

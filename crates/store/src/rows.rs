@@ -1,16 +1,16 @@
 //! The rows both backends read and write, and their conversion to domain types. The SQL is
 //! shared too: SQLite accepts the `$N` placeholders and `ON CONFLICT` clauses Postgres uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nimbus_core::{
     CodeSha256, FunctionConfig, FunctionName, InvocationRecord, InvocationStatus, InvocationType,
     RequestId,
 };
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::timestamp::Timestamp;
 
 pub(crate) const FUNCTION_COLUMNS: &str = "name, runtime, handler, role, description, \
     timeout_secs, memory_mb, environment, reserved_concurrency, code_sha256, code_size, \
@@ -48,17 +48,21 @@ pub(crate) struct FunctionRow {
     pub(crate) description: String,
     pub(crate) timeout_secs: i64,
     pub(crate) memory_mb: i64,
+    /// A JSON object of strings.
     pub(crate) environment: String,
     pub(crate) reserved_concurrency: Option<i64>,
-    pub code_sha256: String,
+    /// Lowercase hex.
+    pub(crate) code_sha256: String,
     pub(crate) code_size: i64,
     pub(crate) version: String,
     pub(crate) revision_id: String,
-    pub(crate) last_modified: OffsetDateTime,
+    pub(crate) last_modified: Timestamp,
 }
 
 impl FunctionRow {
     pub(crate) fn from_config(f: &FunctionConfig) -> Result<Self> {
+        let code_size = i64::try_from(f.code_size)
+            .map_err(|_| Error::Config(format!("code size {} is out of range", f.code_size)))?;
         Ok(Self {
             name: f.name.to_string(),
             runtime: f.runtime.to_string(),
@@ -67,43 +71,60 @@ impl FunctionRow {
             description: f.description.clone(),
             timeout_secs: i64::from(f.timeout_secs),
             memory_mb: i64::from(f.memory_mb),
-            environment: serde_json::to_string(&f.environment)
-                .map_err(|e| Error::Corrupt(e.to_string()))?,
+            environment: environment_json(&f.environment),
             reserved_concurrency: f.reserved_concurrency.map(i64::from),
             code_sha256: f.code_sha256.to_hex(),
-            code_size: to_i64(f.code_size)?,
+            code_size,
             version: f.version.clone(),
             revision_id: f.revision_id.clone(),
-            last_modified: to_stored_time(f.last_modified),
+            last_modified: Timestamp::new(f.last_modified),
         })
     }
 
     pub(crate) fn into_config(self) -> Result<FunctionConfig> {
-        let corrupt = |what: &str| Error::Corrupt(format!("function {}: {what}", self.name));
-        let environment: BTreeMap<String, String> = serde_json::from_str(&self.environment)
-            .map_err(|_| corrupt("environment is not a JSON object of strings"))?;
-        Ok(FunctionConfig {
-            name: FunctionName::parse(&self.name).map_err(|_| corrupt("name"))?,
-            runtime: self.runtime.parse().map_err(|_| corrupt("runtime"))?,
-            handler: self.handler.clone(),
-            role: self.role.clone(),
-            description: self.description.clone(),
-            timeout_secs: u32::try_from(self.timeout_secs).map_err(|_| corrupt("timeout"))?,
-            memory_mb: u32::try_from(self.memory_mb).map_err(|_| corrupt("memory"))?,
+        let Self {
+            name,
+            runtime,
+            handler,
+            role,
+            description,
+            timeout_secs,
+            memory_mb,
             environment,
-            reserved_concurrency: self
-                .reserved_concurrency
+            reserved_concurrency,
+            code_sha256,
+            code_size,
+            version,
+            revision_id,
+            last_modified,
+        } = self;
+        let corrupt = |what: &str| Error::Corrupt(format!("function {name}: {what}"));
+        Ok(FunctionConfig {
+            runtime: runtime.parse().map_err(|_| corrupt("runtime"))?,
+            handler,
+            role,
+            description,
+            timeout_secs: u32::try_from(timeout_secs).map_err(|_| corrupt("timeout"))?,
+            memory_mb: u32::try_from(memory_mb).map_err(|_| corrupt("memory"))?,
+            environment: serde_json::from_str(&environment)
+                .map_err(|_| corrupt("environment is not a JSON object of strings"))?,
+            reserved_concurrency: reserved_concurrency
                 .map(u32::try_from)
                 .transpose()
                 .map_err(|_| corrupt("reserved concurrency"))?,
-            code_sha256: CodeSha256::from_hex(&self.code_sha256)
-                .map_err(|_| corrupt("code sha256"))?,
-            code_size: u64::try_from(self.code_size).map_err(|_| corrupt("code size"))?,
-            version: self.version.clone(),
-            revision_id: self.revision_id.clone(),
-            last_modified: self.last_modified,
+            code_sha256: CodeSha256::from_hex(&code_sha256).map_err(|_| corrupt("code sha256"))?,
+            code_size: u64::try_from(code_size).map_err(|_| corrupt("code size"))?,
+            version,
+            revision_id,
+            last_modified: last_modified.get(),
+            name: FunctionName::parse(&name).map_err(|_| corrupt("name"))?,
         })
     }
+}
+
+fn environment_json(environment: &BTreeMap<String, String>) -> String {
+    // A map of strings to strings always serializes; the fallback is never taken.
+    serde_json::to_string(environment).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// An `invocations` row as stored.
@@ -115,9 +136,9 @@ pub(crate) struct InvocationRow {
     pub(crate) invocation_type: String,
     pub(crate) status: String,
     pub(crate) attempts: i64,
-    pub(crate) created_at: OffsetDateTime,
-    pub(crate) started_at: Option<OffsetDateTime>,
-    pub(crate) finished_at: Option<OffsetDateTime>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) finished_at: Option<Timestamp>,
     pub(crate) duration_ms: Option<f64>,
     pub(crate) error_type: Option<String>,
     pub(crate) error_message: Option<String>,
@@ -132,9 +153,9 @@ impl InvocationRow {
             invocation_type: r.invocation_type.as_str().to_owned(),
             status: r.status.as_str().to_owned(),
             attempts: i64::from(r.attempts),
-            created_at: to_stored_time(r.created_at),
-            started_at: r.started_at.map(to_stored_time),
-            finished_at: r.finished_at.map(to_stored_time),
+            created_at: Timestamp::new(r.created_at),
+            started_at: r.started_at.map(Timestamp::new),
+            finished_at: r.finished_at.map(Timestamp::new),
             duration_ms: r.duration_ms,
             error_type: r.error_type.clone(),
             error_message: r.error_message.clone(),
@@ -142,40 +163,55 @@ impl InvocationRow {
     }
 
     pub(crate) fn into_record(self) -> Result<InvocationRecord> {
-        let corrupt =
-            |what: &str| Error::Corrupt(format!("invocation {}: {what}", self.request_id));
+        let Self {
+            request_id,
+            function_name,
+            function_version,
+            invocation_type,
+            status,
+            attempts,
+            created_at,
+            started_at,
+            finished_at,
+            duration_ms,
+            error_type,
+            error_message,
+        } = self;
+        let corrupt = |what: &str| Error::Corrupt(format!("invocation {request_id}: {what}"));
         Ok(InvocationRecord {
-            request_id: RequestId::from(self.request_id),
-            function_name: FunctionName::parse(&self.function_name)
+            request_id: RequestId::from(request_id),
+            function_name: FunctionName::parse(&function_name)
                 .map_err(|_| corrupt("function name"))?,
-            function_version: self.function_version.clone(),
-            invocation_type: self
-                .invocation_type
+            function_version,
+            invocation_type: invocation_type
                 .parse::<InvocationType>()
                 .map_err(|_| corrupt("invocation type"))?,
-            status: self
-                .status
+            status: status
                 .parse::<InvocationStatus>()
                 .map_err(|_| corrupt("status"))?,
-            attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts"))?,
-            created_at: self.created_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            duration_ms: self.duration_ms,
-            error_type: self.error_type.clone(),
-            error_message: self.error_message.clone(),
+            attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+            created_at: created_at.get(),
+            started_at: started_at.map(Timestamp::get),
+            finished_at: finished_at.map(Timestamp::get),
+            duration_ms,
+            error_type,
+            error_message,
         })
     }
 }
 
-/// Timestamps are stored with microsecond precision, in UTC: what Postgres keeps, so both
-/// backends give back exactly what they were given after this rounding.
-pub(crate) fn to_stored_time(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let micros = t.nanosecond() / 1_000 * 1_000;
-    t.replace_nanosecond(micros).unwrap_or(t)
-}
-
-fn to_i64(n: u64) -> Result<i64> {
-    i64::try_from(n).map_err(|_| Error::Corrupt(format!("{n} does not fit a BIGINT")))
+/// The last record of each request id, in the order they were given. One upsert statement
+/// may not touch a row twice (Postgres refuses), and the newest record is the one to keep.
+pub(crate) fn latest_per_request(records: &[InvocationRecord]) -> Vec<&InvocationRecord> {
+    let last: HashMap<RequestId, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| (record.request_id, index))
+        .collect();
+    records
+        .iter()
+        .enumerate()
+        .filter(|(index, record)| last.get(&record.request_id) == Some(index))
+        .map(|(_, record)| record)
+        .collect()
 }

@@ -11,6 +11,7 @@ macro_rules! sql_store {
                 sha: &nimbus_core::CodeSha256,
                 zip: bytes::Bytes,
             ) -> $crate::Result<()> {
+                // No zip comes near i64::MAX bytes; the column is informational.
                 let size = i64::try_from(zip.len()).unwrap_or(i64::MAX);
                 sqlx::query(
                     "INSERT INTO function_code (sha256, zip, size) VALUES ($1, $2, $3) \
@@ -137,8 +138,13 @@ macro_rules! sql_store {
                 &self,
                 records: &[nimbus_core::InvocationRecord],
             ) -> $crate::Result<()> {
-                // Bind parameters are capped (SQLite: 32766); 12 per record.
+                // Bind parameters per statement are capped (SQLite: 32766, Postgres: 65535);
+                // a record takes 12.
                 const RECORDS_PER_STATEMENT: usize = 1000;
+                let records = $crate::rows::latest_per_request(records);
+                if records.is_empty() {
+                    return Ok(());
+                }
                 let mut transaction = self.pool.begin().await?;
                 for chunk in records.chunks(RECORDS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
