@@ -12,7 +12,8 @@ pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct InvokerConfig {
     /// Holds unpacked code (`code/<sha256>`), the runtime bootstraps (`runtimes/`) and each
-    /// instance's scratch folder (`instances/`).
+    /// instance's scratch folder (`instances/`). Belongs to one invoker at a time: what a
+    /// previous one left in `instances/` is removed at start.
     pub data_dir: PathBuf,
     /// Concurrent instances of a function without reserved concurrency.
     pub default_function_concurrency: u32,
@@ -20,8 +21,11 @@ pub struct InvokerConfig {
     pub max_instances: u32,
     /// An instance idle this long is stopped.
     pub idle_timeout: Duration,
+    /// The interpreter that runs `python3.x` functions (looked up on `PATH` if bare).
     pub python: PathBuf,
+    /// The interpreter that runs `nodejs*.x` functions (looked up on `PATH` if bare).
     pub node: PathBuf,
+    /// `AWS_REGION` of functions and the region in their ARNs.
     pub region: String,
 }
 

@@ -120,112 +120,165 @@ fn from_status(status: Status) -> Error {
 }
 
 fn function_to_wire(f: FunctionConfig) -> pb::FunctionSpec {
-    {
-        pb::FunctionSpec {
-            name: f.name.to_string(),
-            version: f.version,
-            runtime: f.runtime.to_string(),
-            handler: f.handler,
-            code_sha256: f.code_sha256.to_hex(),
-            code_size: f.code_size,
-            timeout_secs: f.timeout_secs,
-            memory_mb: f.memory_mb,
-            environment: f.environment.into_iter().collect(),
-            reserved_concurrency: f.reserved_concurrency,
-            revision_id: f.revision_id,
-            role: f.role,
-            description: f.description,
-            last_modified: f.last_modified.format(&Rfc3339).unwrap_or_default(),
-        }
+    pb::FunctionSpec {
+        name: f.name.to_string(),
+        version: f.version,
+        runtime: f.runtime.to_string(),
+        handler: f.handler,
+        code_sha256: f.code_sha256.to_hex(),
+        code_size: f.code_size,
+        timeout_secs: f.timeout_secs,
+        memory_mb: f.memory_mb,
+        environment: f.environment.into_iter().collect(),
+        reserved_concurrency: f.reserved_concurrency,
+        revision_id: f.revision_id,
+        role: f.role,
+        description: f.description,
+        last_modified: f.last_modified.format(&Rfc3339).unwrap_or_default(),
     }
 }
 
 fn function_from_wire(f: pb::FunctionSpec) -> Result<FunctionConfig> {
-    {
-        let invalid =
-            |what: &str| Error::InvalidParameterValue(format!("invalid {what} in invoke request"));
-        Ok(FunctionConfig {
-            name: FunctionName::parse(&f.name)?,
-            runtime: Runtime::from_str(&f.runtime)?,
-            handler: f.handler,
-            role: f.role,
-            description: f.description,
-            timeout_secs: f.timeout_secs,
-            memory_mb: f.memory_mb,
-            environment: f.environment.into_iter().collect(),
-            reserved_concurrency: f.reserved_concurrency,
-            code_sha256: CodeSha256::from_hex(&f.code_sha256)?,
-            code_size: f.code_size,
-            version: f.version,
-            revision_id: f.revision_id,
-            last_modified: OffsetDateTime::parse(&f.last_modified, &Rfc3339)
-                .map_err(|_| invalid("last_modified"))?,
-        })
-    }
+    let invalid =
+        |what: &str| Error::InvalidParameterValue(format!("invalid {what} in invoke request"));
+    Ok(FunctionConfig {
+        name: FunctionName::parse(&f.name)?,
+        runtime: Runtime::from_str(&f.runtime)?,
+        handler: f.handler,
+        role: f.role,
+        description: f.description,
+        timeout_secs: f.timeout_secs,
+        memory_mb: f.memory_mb,
+        environment: f.environment.into_iter().collect(),
+        reserved_concurrency: f.reserved_concurrency,
+        code_sha256: CodeSha256::from_hex(&f.code_sha256)?,
+        code_size: f.code_size,
+        version: f.version,
+        revision_id: f.revision_id,
+        last_modified: OffsetDateTime::parse(&f.last_modified, &Rfc3339)
+            .map_err(|_| invalid("last_modified"))?,
+    })
 }
 
 fn request_to_wire(r: InvokeRequest) -> pb::InvokeRequest {
-    {
-        pb::InvokeRequest {
-            request_id: r.request_id.to_string(),
-            function: Some(function_to_wire(r.function)),
-            payload: r.payload.to_vec(),
-            client_context: r.client_context,
-            want_log_tail: r.want_log_tail,
-            trace_id: r.trace_id,
-        }
+    pb::InvokeRequest {
+        request_id: r.request_id.to_string(),
+        function: Some(function_to_wire(r.function)),
+        payload: r.payload.to_vec(),
+        client_context: r.client_context,
+        want_log_tail: r.want_log_tail,
+        trace_id: r.trace_id,
     }
 }
 
 fn request_from_wire(r: pb::InvokeRequest) -> Result<InvokeRequest> {
-    {
-        let function = r.function.ok_or_else(|| {
-            Error::InvalidParameterValue("invoke request without a function".to_owned())
-        })?;
-        Ok(InvokeRequest {
-            request_id: RequestId::parse(&r.request_id)?,
-            function: function_from_wire(function)?,
-            payload: Bytes::from(r.payload),
-            client_context: r.client_context,
-            want_log_tail: r.want_log_tail,
-            trace_id: r.trace_id,
-        })
-    }
+    let function = r.function.ok_or_else(|| {
+        Error::InvalidParameterValue("invoke request without a function".to_owned())
+    })?;
+    Ok(InvokeRequest {
+        request_id: RequestId::parse(&r.request_id)?,
+        function: function_from_wire(function)?,
+        payload: Bytes::from(r.payload),
+        client_context: r.client_context,
+        want_log_tail: r.want_log_tail,
+        trace_id: r.trace_id,
+    })
 }
 
 fn outcome_to_wire(o: InvokeOutcome) -> pb::InvokeResponse {
-    {
-        pb::InvokeResponse {
-            payload: o.payload.to_vec(),
-            function_error: o.function_error.map(|e| e.as_str().to_owned()),
-            error_type: o.error_type,
-            executed_version: o.executed_version,
-            duration_micros: u64::try_from(o.duration.as_micros()).unwrap_or(u64::MAX),
-            init_duration_micros: o
-                .init_duration
-                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-            max_memory_used_mb: o.max_memory_used_mb,
-            log_tail: o.log_tail,
-        }
+    pb::InvokeResponse {
+        payload: o.payload.to_vec(),
+        function_error: o.function_error.map(|e| e.as_str().to_owned()),
+        error_type: o.error_type,
+        executed_version: o.executed_version,
+        duration_micros: u64::try_from(o.duration.as_micros()).unwrap_or(u64::MAX),
+        init_duration_micros: o
+            .init_duration
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        max_memory_used_mb: o.max_memory_used_mb,
+        log_tail: o.log_tail,
     }
 }
 
 fn outcome_from_wire(r: pb::InvokeResponse) -> Result<InvokeOutcome> {
-    {
-        let function_error = match r.function_error.as_deref() {
-            None => None,
-            Some("Unhandled") => Some(FunctionError::Unhandled),
-            Some(other) => return Err(Error::Service(format!("unknown function error '{other}'"))),
+    let function_error = match r.function_error.as_deref() {
+        None => None,
+        Some("Unhandled") => Some(FunctionError::Unhandled),
+        Some(other) => return Err(Error::Service(format!("unknown function error '{other}'"))),
+    };
+    Ok(InvokeOutcome {
+        payload: Bytes::from(r.payload),
+        function_error,
+        error_type: r.error_type,
+        executed_version: r.executed_version,
+        duration: Duration::from_micros(r.duration_micros),
+        init_duration: r.init_duration_micros.map(Duration::from_micros),
+        max_memory_used_mb: r.max_memory_used_mb,
+        log_tail: r.log_tail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use nimbus_core::error::ThrottleReason;
+
+    use super::*;
+
+    #[test]
+    fn requests_survive_the_wire() {
+        let function = FunctionConfig {
+            name: FunctionName::parse("f").unwrap(),
+            runtime: Runtime::from_str("nodejs20.x").unwrap(),
+            handler: Some("index.handler".to_owned()),
+            role: "arn:aws:iam::000000000000:role/r".to_owned(),
+            description: "d".to_owned(),
+            timeout_secs: 30,
+            memory_mb: 512,
+            environment: BTreeMap::from([("K".to_owned(), "v".to_owned())]),
+            reserved_concurrency: Some(3),
+            code_sha256: CodeSha256::of(b"zip"),
+            code_size: 3,
+            version: "$LATEST".to_owned(),
+            revision_id: "rev".to_owned(),
+            last_modified: OffsetDateTime::now_utc(),
         };
-        Ok(InvokeOutcome {
-            payload: Bytes::from(r.payload),
-            function_error,
-            error_type: r.error_type,
-            executed_version: r.executed_version,
-            duration: Duration::from_micros(r.duration_micros),
-            init_duration: r.init_duration_micros.map(Duration::from_micros),
-            max_memory_used_mb: r.max_memory_used_mb,
-            log_tail: r.log_tail,
-        })
+        let request = InvokeRequest {
+            request_id: RequestId::new(),
+            function,
+            payload: Bytes::from_static(b"{}"),
+            client_context: Some("{}".to_owned()),
+            want_log_tail: true,
+            trace_id: Some("Root=1".to_owned()),
+        };
+        let back = request_from_wire(request_to_wire(request.clone())).unwrap();
+        assert_eq!(back.function, request.function);
+        assert_eq!(back.request_id, request.request_id);
+        assert_eq!(back.payload, request.payload);
+        assert_eq!(back.client_context, request.client_context);
+        assert_eq!(back.trace_id, request.trace_id);
+        assert!(back.want_log_tail);
+    }
+
+    #[test]
+    fn errors_survive_a_status() {
+        let errors = [
+            Error::ResourceNotFound("f".into()),
+            Error::InvalidParameterValue("p".into()),
+            Error::TooManyRequests(ThrottleReason::NodeConcurrency),
+            Error::TooManyRequests(ThrottleReason::FunctionConcurrency),
+            Error::Service("boom".into()),
+        ];
+        for error in errors {
+            let status = to_status(error.clone());
+            assert_eq!(from_status(status), error);
+        }
+        assert_eq!(
+            to_status(Error::TooManyRequests(ThrottleReason::NodeConcurrency)).code(),
+            Code::ResourceExhausted
+        );
+        let bare = from_status(Status::unavailable("connection refused"));
+        assert!(matches!(bare, Error::Service(m) if m.starts_with("invoker unreachable")));
     }
 }

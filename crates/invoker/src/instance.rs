@@ -4,41 +4,66 @@
 //! failure.
 
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use nimbus_core::invocation::error_document;
 use nimbus_core::{
-    FunctionConfig, FunctionError, InvokeOutcome, InvokeRequest, RequestId, Runtime,
+    FunctionConfig, FunctionError, InvokeOutcome, InvokeRequest, RequestId, Runtime, limits,
 };
+use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{INIT_TIMEOUT, InvokerConfig};
 use crate::logs::{InstanceLogs, Stream};
 use crate::runtime_api::{Event, Reply, RuntimeApi};
-use crate::runtimes;
+use crate::{runtimes, scratch};
+
+/// Tells instances apart in the pool (a pid may be reused once its process is reaped).
+pub(crate) type InstanceId = u64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) struct Instance {
-    pub pid: u32,
+    pub(crate) id: InstanceId,
+    pid: u32,
     function_name: String,
     memory_mb: u32,
     api: RuntimeApi,
     logs: InstanceLogs,
     streams: tokio::sync::Mutex<Vec<Stream>>,
+    /// Asks the supervisor to kill the process group.
+    kill: CancellationToken,
+    /// How the process ended, once it has been reaped.
     exit: watch::Receiver<Option<ExitStatus>>,
     spawned_at: Instant,
-    /// Set once the first invocation has been taken (init is over).
-    initialised: std::sync::atomic::AtomicBool,
-    _scratch: tempfile::TempDir,
+    /// Set once the first invocation has been handed over (init is over).
+    initialised: AtomicBool,
+}
+
+/// Why an instance could not be started.
+pub(crate) enum StartError {
+    /// The operating system refused to run the runtime's executable.
+    Exec {
+        program: PathBuf,
+        error: std::io::Error,
+    },
+    /// Nimbus could not set the instance up.
+    Setup(nimbus_core::Error),
 }
 
 /// How an invocation on an instance ended, and whether the instance may serve again.
 pub(crate) struct Ran {
-    pub outcome: InvokeOutcome,
-    pub reusable: bool,
+    pub(crate) outcome: InvokeOutcome,
+    pub(crate) reusable: bool,
+    /// A warm instance's process was gone before it took the event: the function never ran,
+    /// so the invocation may run elsewhere.
+    pub(crate) untouched: bool,
 }
 
 impl Instance {
@@ -47,33 +72,25 @@ impl Instance {
         config: &InvokerConfig,
         function: &FunctionConfig,
         code_dir: &Path,
-    ) -> nimbus_core::Result<Instance> {
-        let service = |what: &str, e: std::io::Error| {
-            nimbus_core::Error::Service(format!(
+    ) -> Result<Instance, StartError> {
+        let setup = |what: &str, e: std::io::Error| {
+            StartError::Setup(nimbus_core::Error::Service(format!(
                 "cannot start an instance of {}: {what}: {e}",
                 function.name
-            ))
+            )))
         };
         let api = RuntimeApi::start()
             .await
-            .map_err(|e| service("runtime API", e))?;
-        let scratch_root = config.data_dir.join("instances");
-        std::fs::create_dir_all(&scratch_root).map_err(|e| service("scratch folder", e))?;
-        let scratch = tempfile::Builder::new()
-            .prefix(function.name.as_str())
-            .tempdir_in(&scratch_root)
-            .map_err(|e| service("scratch folder", e))?;
+            .map_err(|e| setup("runtime API", e))?;
+        let scratch = scratch::create(&config.data_dir.join("instances"), function.name.as_str())
+            .map_err(|e| setup("scratch folder", e))?;
 
         let mut command = runtimes::command(config, function, code_dir);
         command
             .env_clear()
             .envs(&function.environment)
             .envs(lambda_environment(
-                config,
-                function,
-                code_dir,
-                &api,
-                scratch.path(),
+                config, function, code_dir, &api, &scratch,
             ))
             .current_dir(code_dir)
             .stdin(Stdio::null())
@@ -81,42 +98,52 @@ impl Instance {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| service("spawn", e))?;
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                remove_scratch(scratch).await;
+                let program = PathBuf::from(command.as_std().get_program());
+                return Err(StartError::Exec { program, error });
+            }
+        };
         let pid = child.id().unwrap_or_default();
 
         let logs = InstanceLogs::new(function.name.as_str());
         let mut streams = Vec::with_capacity(2);
-        if let Some(stdout) = child.stdout.take() {
-            streams.push(logs.capture(stdout).map_err(|e| service("stdout", e))?);
+        let stdout = child.stdout.take().map(|pipe| pipe.into_owned_fd());
+        let stderr = child.stderr.take().map(|pipe| pipe.into_owned_fd());
+        for pipe in [stdout, stderr].into_iter().flatten() {
+            match pipe.and_then(|fd| logs.capture(fd)) {
+                Ok(stream) => streams.push(stream),
+                Err(e) => {
+                    // The child is killed when dropped; reap it before giving up.
+                    let _ = child.kill().await;
+                    remove_scratch(scratch).await;
+                    return Err(setup("output capture", e));
+                }
+            }
         }
-        if let Some(stderr) = child.stderr.take() {
-            streams.push(logs.capture(stderr).map_err(|e| service("stderr", e))?);
-        }
+        let kill = CancellationToken::new();
         let (exit_tx, exit) = watch::channel(None);
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            // Whatever the runtime left behind in its group goes with it.
-            kill_group(pid);
-            let _ = exit_tx.send(Some(status.unwrap_or_else(|_| ExitStatus::from_raw(0))));
-        });
+        tokio::spawn(supervise(child, pid, kill.clone(), exit_tx, scratch));
         tracing::debug!(function = %function.name, pid, "instance started");
         Ok(Instance {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             pid,
             function_name: function.name.to_string(),
             memory_mb: function.memory_mb,
             api,
             logs,
             streams: tokio::sync::Mutex::new(streams),
+            kill,
             exit,
             spawned_at: Instant::now(),
-            initialised: std::sync::atomic::AtomicBool::new(false),
-            _scratch: scratch,
+            initialised: AtomicBool::new(false),
         })
     }
 
     /// Runs one invocation to its end: a reply, a timeout, or the process' exit.
     pub(crate) async fn invoke(&self, request: &InvokeRequest, function_arn: String) -> Ran {
-        use std::sync::atomic::Ordering;
         let function = &request.function;
         let id = request.request_id;
         let cold = !self.initialised.swap(true, Ordering::AcqRel);
@@ -134,163 +161,164 @@ impl Instance {
             taken: taken_tx,
         };
 
-        let mut init_duration = None;
+        // Until the runtime takes the event it is initialising, with its own budget; from
+        // then on the invocation has its full timeout.
         let mut deadline = started + INIT_TIMEOUT.max(timeout);
+        let mut taken_at = None;
+        let mut awaiting_take = true;
         let mut exit = self.exit.clone();
         let ending = match self.api.submit(event).await {
-            None => Ending::Exited(
-                self.exit
-                    .borrow()
-                    .unwrap_or_else(|| ExitStatus::from_raw(0)),
-            ),
+            None => Ending::Exited(self.wait_exit().await),
             Some(mut reply) => loop {
                 tokio::select! {
-                    taken_at = &mut taken, if init_duration.is_none() => {
-                        if let Ok(new_deadline) = taken_at {
-                            deadline = new_deadline;
-                            init_duration = Some(if cold { self.spawned_at.elapsed() } else { Duration::ZERO });
-                        }
-                    }
+                    // A runtime that replies and then exits has replied.
+                    biased;
                     reply = &mut reply => break match reply {
                         Ok(reply) => Ending::Replied(reply),
                         Err(_) => Ending::Exited(self.wait_exit().await),
                     },
+                    at = &mut taken, if awaiting_take => {
+                        awaiting_take = false;
+                        if let Ok(at) = at {
+                            taken_at = Some(at);
+                            deadline = at + timeout;
+                        }
+                    }
                     status = exited(&mut exit) => break Ending::Exited(status),
                     () = tokio::time::sleep_until(deadline) => break Ending::TimedOut,
                 }
             },
         };
-        // Invocation time starts when the runtime takes the event, as on Lambda.
-        let duration = match init_duration {
-            Some(init) if cold => started.elapsed().saturating_sub(init),
-            _ => started.elapsed(),
-        };
-
+        let ended = Instant::now();
+        if awaiting_take {
+            taken_at = taken.try_recv().ok();
+        }
+        let duration = ended.duration_since(taken_at.unwrap_or(started));
+        let init_duration = taken_at
+            .filter(|_| cold)
+            .map(|at| at.duration_since(self.spawned_at));
+        // Before a timeout's kill: a reaped process has no memory figures left.
+        let max_memory_used_mb = peak_memory_mb(self.pid);
         if matches!(ending, Ending::TimedOut) {
-            kill_group(self.pid);
+            self.kill.cancel();
         }
         self.logs.settle(&mut self.streams.lock().await).await;
-        let (payload, function_error, error_type, reusable) =
-            self.interpret(ending, id, function.timeout_secs);
-        if let Some(error_type) = &error_type
-            && !reusable
-        {
-            tracing::info!(function = %self.function_name, request_id = %id, error_type, "instance retired");
-        }
 
-        // Read from /proc only when someone will see it: it costs syscalls on the hot path.
-        let max_memory_used_mb = if request.want_log_tail {
-            peak_memory_mb(self.pid)
-        } else {
-            0
-        };
-        let mut report = format!(
-            "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
-            duration.as_secs_f64() * 1000.0,
-            duration.as_micros().div_ceil(1000).max(1),
+        let untouched = !cold && taken_at.is_none() && matches!(ending, Ending::Exited(_));
+        let verdict = self.interpret(ending, id, timeout);
+        if let Some(line) = &verdict.log_line {
+            self.logs.append(line);
+        }
+        if !verdict.reusable {
+            tracing::info!(
+                function = %self.function_name,
+                request_id = %id,
+                error_type = verdict.error_type.as_deref().unwrap_or_default(),
+                "instance retired"
+            );
+        }
+        let report = report_line(
+            id,
+            duration,
             self.memory_mb,
             max_memory_used_mb,
+            init_duration,
         );
-        let cold_init = init_duration.filter(|_| cold);
-        if let Some(init) = cold_init {
-            report.push_str(&format!(
-                "\tInit Duration: {:.2} ms",
-                init.as_secs_f64() * 1000.0
-            ));
-        }
+        tracing::debug!(function = %self.function_name, request_id = %id, "{report}");
         let log = self.logs.finish(&report);
         Ran {
             outcome: InvokeOutcome {
-                payload,
-                function_error,
-                error_type,
+                payload: verdict.payload,
+                function_error: verdict.function_error,
+                error_type: verdict.error_type,
                 executed_version: function.version.clone(),
                 duration,
-                init_duration: cold_init,
+                init_duration,
                 max_memory_used_mb,
                 log_tail: request.want_log_tail.then(|| crate::logs::tail(&log)),
             },
-            reusable,
+            reusable: verdict.reusable,
+            untouched,
         }
     }
 
-    fn interpret(
-        &self,
-        ending: Ending,
-        id: RequestId,
-        timeout_secs: u32,
-    ) -> (Bytes, Option<FunctionError>, Option<String>, bool) {
-        let unhandled = Some(FunctionError::Unhandled);
+    fn interpret(&self, ending: Ending, id: RequestId, timeout: Duration) -> Verdict {
+        let failed = |error_type: &str, message: String, reusable: bool| Verdict {
+            payload: error_document(error_type, &message),
+            function_error: Some(FunctionError::Unhandled),
+            error_type: Some(error_type.to_owned()),
+            reusable,
+            log_line: Some(message),
+        };
         match ending {
-            Ending::Replied(Reply::Response(body)) => (body, None, None, true),
-            Ending::Replied(Reply::Error { error_type, body }) => {
-                (body, unhandled, error_type, true)
-            }
+            Ending::Replied(Reply::Response(body)) => Verdict {
+                payload: body,
+                function_error: None,
+                error_type: None,
+                reusable: true,
+                log_line: None,
+            },
+            Ending::Replied(Reply::Error { error_type, body }) => Verdict {
+                payload: body,
+                function_error: Some(FunctionError::Unhandled),
+                error_type,
+                reusable: true,
+                log_line: None,
+            },
             Ending::Replied(Reply::InitError { error_type, body }) => {
                 let error_type = error_type.unwrap_or_else(|| "Runtime.Unknown".to_owned());
-                let body = if body.is_empty() {
-                    error_document(
-                        &error_type,
-                        &format!("RequestId: {id} Error: the runtime failed to initialise"),
-                    )
-                } else {
-                    body
-                };
-                (body, unhandled, Some(error_type), false)
+                if body.is_empty() {
+                    let message =
+                        format!("RequestId: {id} Error: the runtime failed to initialise");
+                    return failed(&error_type, message, false);
+                }
+                Verdict {
+                    payload: body,
+                    function_error: Some(FunctionError::Unhandled),
+                    error_type: Some(error_type),
+                    reusable: false,
+                    log_line: None,
+                }
             }
-            Ending::Replied(Reply::TooLarge) => {
-                let error_type = "Function.ResponseSizeTooLarge";
-                let message = format!(
+            Ending::Replied(Reply::TooLarge) => failed(
+                "Function.ResponseSizeTooLarge",
+                format!(
                     "Response payload size exceeded maximum allowed payload size ({} bytes).",
-                    nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES
-                );
-                (
-                    error_document(error_type, &message),
-                    unhandled,
-                    Some(error_type.to_owned()),
-                    true,
-                )
-            }
-            Ending::TimedOut => {
-                let error_type = "Sandbox.Timedout";
-                let message = format!(
-                    "RequestId: {id} Error: Task timed out after {timeout_secs}.00 seconds"
-                );
-                (
-                    error_document(error_type, &message),
-                    unhandled,
-                    Some(error_type.to_owned()),
-                    false,
-                )
-            }
-            Ending::Exited(status) => {
-                let error_type = "Runtime.ExitError";
-                let message = format!(
+                    limits::MAX_SYNC_PAYLOAD_BYTES
+                ),
+                true,
+            ),
+            Ending::TimedOut => failed(
+                "Sandbox.Timedout",
+                format!(
+                    "RequestId: {id} Error: Task timed out after {:.2} seconds",
+                    timeout.as_secs_f64()
+                ),
+                false,
+            ),
+            Ending::Exited(status) => failed(
+                "Runtime.ExitError",
+                format!(
                     "RequestId: {id} Error: Runtime exited with error: {}",
                     describe_exit(status)
-                );
-                (
-                    error_document(error_type, &message),
-                    unhandled,
-                    Some(error_type.to_owned()),
-                    false,
-                )
-            }
+                ),
+                false,
+            ),
         }
     }
 
     async fn wait_exit(&self) -> ExitStatus {
-        let mut exit = self.exit.clone();
-        let status = exit.wait_for(Option::is_some).await;
-        status
-            .ok()
-            .and_then(|s| *s)
-            .unwrap_or_else(|| ExitStatus::from_raw(0))
+        exited(&mut self.exit.clone()).await
+    }
+
+    /// Kills the process group without waiting; the supervisor reaps the process.
+    pub(crate) fn kill(&self) {
+        self.kill.cancel();
     }
 
     /// Kills the process group and waits until the process is reaped.
     pub(crate) async fn stop(&self) {
-        kill_group(self.pid);
+        self.kill.cancel();
         self.wait_exit().await;
         tracing::debug!(function = %self.function_name, pid = self.pid, "instance stopped");
     }
@@ -300,14 +328,20 @@ impl Instance {
     }
 }
 
-/// Waits for the process to be reaped and returns how it ended.
-async fn exited(exit: &mut watch::Receiver<Option<ExitStatus>>) -> ExitStatus {
-    let status = exit.wait_for(Option::is_some).await.map(|status| *status);
-    // The sender lives until the status is sent, so an error cannot carry one.
-    status
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| ExitStatus::from_raw(0))
+impl Drop for Instance {
+    /// An instance nobody holds any more can never be used again: its processes go with it.
+    fn drop(&mut self) {
+        self.kill.cancel();
+    }
+}
+
+struct Verdict {
+    payload: Bytes,
+    function_error: Option<FunctionError>,
+    error_type: Option<String>,
+    reusable: bool,
+    /// What Nimbus itself adds to the invocation's log, as Lambda does for platform errors.
+    log_line: Option<String>,
 }
 
 enum Ending {
@@ -316,12 +350,89 @@ enum Ending {
     Exited(ExitStatus),
 }
 
+/// Owns the child process: waits until it exits or is to be killed, kills its whole process
+/// group either way (whatever the runtime left behind goes with it), reaps it, reports how it
+/// ended, and removes the instance's scratch folder.
+async fn supervise(
+    mut child: Child,
+    pid: u32,
+    kill: CancellationToken,
+    exit: watch::Sender<Option<ExitStatus>>,
+    scratch: PathBuf,
+) {
+    let status = tokio::select! {
+        () = kill.cancelled() => {
+            kill_group(pid);
+            child.wait().await
+        }
+        status = child.wait() => status,
+    };
+    // Right after reaping the leader: while other members live, the group id stays theirs
+    // and cannot be reused; with none left this finds nothing.
+    kill_group(pid);
+    remove_scratch(scratch).await;
+    let status = status.unwrap_or_else(|error| {
+        tracing::warn!(pid, %error, "cannot reap an instance");
+        ExitStatus::from_raw(0)
+    });
+    let _ = exit.send(Some(status));
+}
+
+async fn remove_scratch(scratch: PathBuf) {
+    let removed = tokio::task::spawn_blocking(move || {
+        scratch::remove_tree(&scratch).map_err(|error| (scratch, error))
+    })
+    .await;
+    if let Ok(Err((path, error))) = removed {
+        tracing::warn!(path = %path.display(), %error, "cannot remove a scratch folder");
+    }
+}
+
+/// Waits for the process to be reaped and returns how it ended.
+async fn exited(exit: &mut watch::Receiver<Option<ExitStatus>>) -> ExitStatus {
+    let status = exit.wait_for(Option::is_some).await.map(|status| *status);
+    // The supervisor sends a status before it drops the sender.
+    status
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| ExitStatus::from_raw(0))
+}
+
+/// As Lambda words it: `exit status 1`, `signal: 9 (SIGKILL)`.
 fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("signal: {signal}"),
+        (None, Some(signal)) => match signal_name(signal) {
+            Some(name) => format!("signal: {signal} ({name})"),
+            None => format!("signal: {signal}"),
+        },
         (None, None) => "unknown".to_owned(),
     }
+}
+
+fn signal_name(signal: i32) -> Option<&'static str> {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return None,
+    };
+    Some(name)
 }
 
 fn kill_group(pid: u32) {
@@ -353,6 +464,28 @@ fn peak_memory_mb(pid: u32) -> u64 {
         .map_or(0, |kb| kb.div_ceil(1024))
 }
 
+/// Lambda's `REPORT` line.
+fn report_line(
+    id: RequestId,
+    duration: Duration,
+    memory_mb: u32,
+    max_memory_used_mb: u64,
+    init_duration: Option<Duration>,
+) -> String {
+    let mut report = format!(
+        "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_memory_used_mb} MB",
+        duration.as_secs_f64() * 1000.0,
+        duration.as_micros().div_ceil(1000).max(1),
+    );
+    if let Some(init) = init_duration {
+        report.push_str(&format!(
+            "\tInit Duration: {:.2} ms",
+            init.as_secs_f64() * 1000.0
+        ));
+    }
+    report
+}
+
 /// The environment Lambda gives a function's process.
 fn lambda_environment(
     config: &InvokerConfig,
@@ -379,7 +512,7 @@ fn lambda_environment(
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
         (
             "AWS_LAMBDA_LOG_STREAM_NAME",
-            format!("nimbus/{}", uuid::Uuid::new_v4().simple()),
+            log_stream_name(&function.version),
         ),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
         (
@@ -401,4 +534,50 @@ fn lambda_environment(
         env.push(("PYTHONUNBUFFERED", "1".to_owned()));
     }
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// `2024/05/01/[$LATEST]0123456789abcdef0123456789abcdef`, as Lambda names its log streams.
+fn log_stream_name(version: &str) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    format!(
+        "{:04}/{:02}/{:02}/[{version}]{}",
+        today.year(),
+        u8::from(today.month()),
+        today.day(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_are_described_as_lambda_does() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(3 << 8)), "exit status 3");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "signal: 9 (SIGKILL)"
+        );
+    }
+
+    #[test]
+    fn reports_have_lambda_fields() {
+        let id = RequestId::new();
+        let warm = report_line(id, Duration::from_micros(12_346), 128, 20, None);
+        assert_eq!(
+            warm,
+            format!(
+                "REPORT RequestId: {id}\tDuration: 12.35 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB"
+            )
+        );
+        let cold = report_line(
+            id,
+            Duration::from_millis(1),
+            128,
+            20,
+            Some(Duration::from_micros(45_670)),
+        );
+        assert!(cold.ends_with("\tInit Duration: 45.67 ms"), "{cold}");
+    }
 }

@@ -1,7 +1,9 @@
 //! [`LocalInvoker`]: runs invocations on this node's instances.
 
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use nimbus_core::invocation::error_document;
 use nimbus_core::{Error, FunctionError, InvokeOutcome, InvokeRequest, Result, Runtime};
@@ -10,16 +12,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::code::CodeCache;
 use crate::config::InvokerConfig;
-use crate::instance::Instance;
-use crate::pool::{InstancePool, Lease, PoolKey, PoolStats};
-use crate::runtimes;
+use crate::instance::{Instance, Ran, StartError};
+use crate::pool::{Acquired, InstancePool, PoolKey, PoolStats};
+use crate::{runtimes, scratch};
 
+/// The account id in the ARNs functions see (`Lambda-Runtime-Invoked-Function-Arn`).
+const ACCOUNT_ID: &str = "000000000000";
+/// The reaper never wakes more often than this, however short the idle timeout.
+const MIN_REAP_PERIOD: Duration = Duration::from_millis(50);
+
+/// Runs functions on this host, as Lambda's execution environment does. Cheap to share: the
+/// work happens in tasks that hold its [`Node`].
 pub struct LocalInvoker {
+    node: Arc<Node>,
+    reaper: CancellationToken,
+}
+
+/// This node's execution environment: code on disk, the instance pool, counters.
+struct Node {
     config: InvokerConfig,
     code: CodeCache,
     pool: InstancePool,
     instances_started: AtomicU64,
-    reaper: CancellationToken,
 }
 
 /// What the invoker is doing, for tests and metrics.
@@ -27,113 +41,190 @@ pub struct LocalInvoker {
 pub struct InvokerStats {
     /// Instances started since the invoker started (each a cold start).
     pub instances_started: u64,
+    /// Idle instances waiting for an invocation.
     pub warm: usize,
+    /// Instances running (or starting for) an invocation.
     pub busy: usize,
 }
 
 impl LocalInvoker {
-    /// Installs the runtime bootstraps and starts the idle-instance reaper.
+    /// Installs the runtime bootstraps under `data_dir`, clears what a previous run left
+    /// there, and starts the idle-instance reaper. One invoker per `data_dir`.
     pub async fn start(config: InvokerConfig, store: Arc<dyn Store>) -> Result<Arc<LocalInvoker>> {
         runtimes::install(&config)
             .map_err(|e| Error::Service(format!("cannot install the runtimes: {e}")))?;
-        let invoker = Arc::new(LocalInvoker {
-            code: CodeCache::new(config.data_dir.join("code"), store),
+        let data_dir = config.data_dir.clone();
+        let code = tokio::task::spawn_blocking(move || {
+            // Scratch folders of instances that died with a previous invoker.
+            scratch::remove_leftovers(&data_dir.join("instances"), "");
+            CodeCache::open(data_dir.join("code"), store)
+        })
+        .await
+        .map_err(|e| Error::Service(format!("cannot open the code cache: {e}")))?;
+        let node = Arc::new(Node {
+            code,
             pool: InstancePool::new(config.max_instances as usize),
             instances_started: AtomicU64::new(0),
-            reaper: CancellationToken::new(),
             config,
         });
-        tokio::spawn(reap_idle(Arc::downgrade(&invoker), invoker.reaper.clone()));
-        Ok(invoker)
+        let reaper = CancellationToken::new();
+        tokio::spawn(reap_idle(Arc::downgrade(&node), reaper.clone()));
+        Ok(Arc::new(LocalInvoker { node, reaper }))
     }
 
-    /// Stops taking invocations and stops every idle instance. Call it once in-flight
-    /// invocations are done (the servers in front drain first).
+    /// Stops taking invocations and stops every instance, idle or running (a running
+    /// invocation then ends with `Runtime.ExitError`), killing their process groups and
+    /// waiting until each is reaped. The servers in front should drain first.
     pub async fn shutdown(&self) {
         self.reaper.cancel();
-        stop_all(self.pool.close()).await;
+        stop_all(self.node.pool.close()).await;
     }
 
     pub fn stats(&self) -> InvokerStats {
-        let PoolStats { idle, busy, .. } = self.pool.stats();
+        let PoolStats { idle, busy, .. } = self.node.pool.stats();
         InvokerStats {
-            instances_started: self.instances_started.load(Ordering::Relaxed),
+            instances_started: self.node.instances_started.load(Ordering::Relaxed),
             warm: idle,
             busy,
         }
     }
+}
 
-    async fn start_instance(
-        &self,
-        request: &InvokeRequest,
-    ) -> Result<std::result::Result<Instance, InvokeOutcome>> {
-        let function = &request.function;
-        let code_dir = self.code.unpacked(&function.code_sha256).await?;
-        if matches!(function.runtime, Runtime::Provided(_))
-            && !is_executable(&code_dir.join("bootstrap"))
-        {
-            let message = format!(
-                "RequestId: {} Error: Couldn't find valid bootstrap(s): [{}]",
-                request.request_id,
-                code_dir.join("bootstrap").display()
-            );
-            return Ok(Err(InvokeOutcome {
-                payload: error_document("Runtime.InvalidEntrypoint", &message),
-                function_error: Some(FunctionError::Unhandled),
-                error_type: Some("Runtime.InvalidEntrypoint".to_owned()),
-                executed_version: function.version.clone(),
-                duration: std::time::Duration::ZERO,
-                init_duration: None,
-                max_memory_used_mb: 0,
-                log_tail: request.want_log_tail.then(String::new),
-            }));
-        }
-        let instance = Instance::spawn(&self.config, function, &code_dir).await?;
-        self.instances_started.fetch_add(1, Ordering::Relaxed);
-        Ok(Ok(instance))
+impl Drop for LocalInvoker {
+    fn drop(&mut self) {
+        self.reaper.cancel();
     }
 }
 
 #[async_trait::async_trait]
 impl nimbus_core::Invoker for LocalInvoker {
     async fn invoke(&self, request: InvokeRequest) -> Result<InvokeOutcome> {
+        let node = self.node.clone();
+        // The invocation runs to its end even if the caller goes away, as on Lambda: the
+        // function is not cut short and its instance returns to the pool in a known state.
+        tokio::spawn(async move { node.invoke(request).await })
+            .await
+            .map_err(|e| Error::Service(format!("an invocation failed: {e}")))?
+    }
+}
+
+impl Node {
+    async fn invoke(&self, request: InvokeRequest) -> Result<InvokeOutcome> {
+        let first = self.run(&request).await?;
+        if !first.untouched {
+            return Ok(first.outcome);
+        }
+        // A warm instance died between invocations (crashed in the background, killed by
+        // the OOM killer); as Lambda does, the invocation gets a fresh one.
+        tracing::debug!(request_id = %request.request_id, "warm instance was gone; retrying");
+        Ok(self.run(&request).await?.outcome)
+    }
+
+    /// Runs `request` on a warm instance or a new one.
+    async fn run(&self, request: &InvokeRequest) -> Result<Ran> {
         let function = &request.function;
         let key = PoolKey::of(function);
         let limit = function
             .reserved_concurrency
             .unwrap_or(self.config.default_function_concurrency);
-        let (lease, evicted) = self.pool.acquire(&key, limit)?;
+        let Acquired { mut lease, evicted } = self.pool.acquire(&key, limit)?;
         if let Some(evicted) = evicted {
-            tokio::spawn(async move { evicted.stop().await });
+            evicted.stop().await;
         }
-        let instance = match lease {
-            Lease::Warm(instance) => instance,
-            Lease::Cold => match self.start_instance(&request).await {
-                Ok(Ok(instance)) => Arc::new(instance),
-                Ok(Err(outcome)) => {
-                    self.pool.abandon(&key);
-                    return Ok(outcome);
-                }
-                Err(error) => {
-                    self.pool.abandon(&key);
-                    return Err(error);
+        let instance = match lease.instance() {
+            Some(warm) => warm,
+            None => match self.start_instance(request).await? {
+                Ok(instance) => lease.attach(instance)?,
+                // Dropping the lease gives its room back.
+                Err(refused) => {
+                    return Ok(Ran {
+                        outcome: refused,
+                        reusable: false,
+                        untouched: false,
+                    });
                 }
             },
         };
-        let arn = function.arn(&self.config.region, "000000000000");
-        let ran = instance.invoke(&request, arn).await;
-        if let Some(retired) = self.pool.release(&key, instance, ran.reusable) {
+        let arn = function.arn(&self.config.region, ACCOUNT_ID);
+        let ran = instance.invoke(request, arn).await;
+        drop(instance);
+        if let Some(retired) = lease.finish(ran.reusable) {
             retired.stop().await;
         }
-        Ok(ran.outcome)
+        Ok(ran)
+    }
+
+    /// Starts an instance for `request`, or the outcome Lambda gives when the function's
+    /// entry point cannot run.
+    async fn start_instance(
+        &self,
+        request: &InvokeRequest,
+    ) -> Result<std::result::Result<Instance, InvokeOutcome>> {
+        let function = &request.function;
+        let code_dir = self.code.unpacked(&function.code_sha256).await?;
+        if matches!(function.runtime, Runtime::Provided(_)) {
+            let bootstrap = code_dir.join("bootstrap");
+            if !is_executable(&bootstrap).await {
+                let message = format!(
+                    "RequestId: {} Error: Couldn't find valid bootstrap(s): [{}]",
+                    request.request_id,
+                    bootstrap.display()
+                );
+                return Ok(Err(invalid_entrypoint(request, &message)));
+            }
+        }
+        match Instance::spawn(&self.config, function, &code_dir).await {
+            Ok(instance) => {
+                self.instances_started.fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(instance))
+            }
+            Err(StartError::Setup(error)) => Err(error),
+            // The function's own executable cannot run: its fault, as Lambda reports it.
+            Err(StartError::Exec { program, error })
+                if matches!(function.runtime, Runtime::Provided(_)) =>
+            {
+                let message = format!(
+                    "RequestId: {} Error: fork/exec {}: {error}",
+                    request.request_id,
+                    program.display()
+                );
+                Ok(Err(invalid_entrypoint(request, &message)))
+            }
+            // The host's interpreter cannot run: ours.
+            Err(StartError::Exec { program, error }) => Err(Error::Service(format!(
+                "cannot run {} for {}: {error}",
+                program.display(),
+                function.runtime
+            ))),
+        }
     }
 }
 
-async fn reap_idle(invoker: std::sync::Weak<LocalInvoker>, stop: CancellationToken) {
+fn invalid_entrypoint(request: &InvokeRequest, message: &str) -> InvokeOutcome {
+    let error_type = "Runtime.InvalidEntrypoint";
+    let log = format!(
+        "START RequestId: {id} Version: {version}\n{message}\nEND RequestId: {id}\n",
+        id = request.request_id,
+        version = request.function.version,
+    );
+    InvokeOutcome {
+        payload: error_document(error_type, message),
+        function_error: Some(FunctionError::Unhandled),
+        error_type: Some(error_type.to_owned()),
+        executed_version: request.function.version.clone(),
+        duration: Duration::ZERO,
+        init_duration: None,
+        max_memory_used_mb: 0,
+        log_tail: request.want_log_tail.then(|| crate::logs::tail(&log)),
+    }
+}
+
+/// Stops instances idle for longer than the idle timeout, on tokio's clock.
+async fn reap_idle(node: Weak<Node>, stop: CancellationToken) {
     loop {
-        let Some(period) = invoker
+        let Some(period) = node
             .upgrade()
-            .map(|i| (i.config.idle_timeout / 4).max(std::time::Duration::from_millis(50)))
+            .map(|node| (node.config.idle_timeout / 4).max(MIN_REAP_PERIOD))
         else {
             return;
         };
@@ -141,10 +232,10 @@ async fn reap_idle(invoker: std::sync::Weak<LocalInvoker>, stop: CancellationTok
             () = stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
         }
-        let Some(invoker) = invoker.upgrade() else {
+        let Some(node) = node.upgrade() else {
             return;
         };
-        let reaped = invoker.pool.reap(invoker.config.idle_timeout);
+        let reaped = node.pool.reap(node.config.idle_timeout);
         if !reaped.is_empty() {
             tracing::debug!(count = reaped.len(), "stopping idle instances");
             stop_all(reaped).await;
@@ -156,7 +247,9 @@ async fn stop_all(instances: Vec<Arc<Instance>>) {
     futures::future::join_all(instances.iter().map(|instance| instance.stop())).await;
 }
 
-fn is_executable(path: &std::path::Path) -> bool {
+async fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    tokio::fs::metadata(path)
+        .await
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -14,6 +14,7 @@ mod logs;
 mod pool;
 mod runtime_api;
 mod runtimes;
+mod scratch;
 
 pub use config::InvokerConfig;
 pub use invoker::{InvokerStats, LocalInvoker};

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nimbus_core::{RequestId, limits};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 /// How much of an invocation's log is kept: enough for the tail, bounded for chatty functions.
@@ -20,6 +20,7 @@ const KEPT_LOG_BYTES: usize = 4 * limits::LOG_TAIL_BYTES;
 const KEPT_INIT_BYTES: usize = limits::LOG_TAIL_BYTES;
 /// Upper bound on waiting for unread output; only a stuck reader could hit it.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 #[derive(Clone)]
 pub(crate) struct InstanceLogs {
@@ -42,6 +43,9 @@ struct LogState {
 pub(crate) struct Stream {
     /// A duplicate of the pipe's read end, only for asking how much is unread.
     probe: OwnedFd,
+    /// Held by the reader from taking bytes out of the pipe until they are counted in
+    /// `consumed`, so that `FIONREAD` plus `consumed` is exactly what was written.
+    reading: Arc<Mutex<()>>,
     consumed: watch::Receiver<u64>,
     /// Output read but not yet ended by a newline.
     partial: Arc<Mutex<Vec<u8>>>,
@@ -59,16 +63,22 @@ impl InstanceLogs {
 
     /// Starts reading one pipe of the instance; the returned [`Stream`] lets
     /// [`settle`](Self::settle) wait for it.
-    pub(crate) fn capture<R>(&self, pipe: R) -> std::io::Result<Stream>
-    where
-        R: AsyncRead + std::os::fd::AsFd + Unpin + Send + 'static,
-    {
-        let probe = pipe.as_fd().try_clone_to_owned()?;
+    pub(crate) fn capture(&self, pipe: OwnedFd) -> std::io::Result<Stream> {
+        let probe = pipe.try_clone()?;
+        let pipe = pipe::Receiver::from_owned_fd(pipe)?;
         let (consumed_tx, consumed) = watch::channel(0u64);
+        let reading = Arc::new(Mutex::new(()));
         let partial = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(read_lines(self.clone(), pipe, consumed_tx, partial.clone()));
+        tokio::spawn(read_lines(
+            self.clone(),
+            pipe,
+            reading.clone(),
+            consumed_tx,
+            partial.clone(),
+        ));
         Ok(Stream {
             probe,
+            reading,
             consumed,
             partial,
         })
@@ -85,19 +95,20 @@ impl InstanceLogs {
     /// Waits until every byte written to `streams` so far has been read into the log.
     pub(crate) async fn settle(&self, streams: &mut [Stream]) {
         for stream in streams {
-            let unread = rustix::io::ioctl_fionread(stream.probe.as_fd()).unwrap_or(0);
-            if unread > 0 {
-                let target = *stream.consumed.borrow() + unread;
-                let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
-                if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("instance output did not settle in time");
-                }
+            let target = {
+                let _reading = lock(&stream.reading);
+                let unread = rustix::io::ioctl_fionread(stream.probe.as_fd()).unwrap_or(0);
+                *stream.consumed.borrow() + unread
+            };
+            let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
+            if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
+                .await
+                .is_err()
+            {
+                tracing::debug!(function = %self.inner.function, "instance output did not settle in time");
             }
             // A last line without its newline is logged as it is.
-            let partial = std::mem::take(&mut *lock_partial(&stream.partial));
+            let partial = std::mem::take(&mut *lock(&stream.partial));
             if !partial.is_empty() {
                 self.append(&String::from_utf8_lossy(&partial));
             }
@@ -116,13 +127,11 @@ impl InstanceLogs {
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.state)
     }
 
-    fn append(&self, line: &str) {
+    /// Adds one line to the current invocation's log (and to `tracing`).
+    pub(crate) fn append(&self, line: &str) {
         let request_id = {
             let mut state = self.lock();
             let keep = if state.request_id.is_some() {
@@ -161,44 +170,53 @@ fn trim_front(text: &mut String, keep: usize) {
     }
 }
 
-async fn read_lines<R: AsyncRead + Unpin>(
+async fn read_lines(
     logs: InstanceLogs,
-    mut pipe: R,
+    pipe: pipe::Receiver,
+    reading: Arc<Mutex<()>>,
     consumed: watch::Sender<u64>,
     partial: Arc<Mutex<Vec<u8>>>,
 ) {
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
-        let n = match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut lines = Vec::new();
-        {
-            let mut partial = lock_partial(&partial);
-            partial.extend_from_slice(&chunk[..n]);
-            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=end).collect();
-                lines.push(
-                    String::from_utf8_lossy(&line[..end])
-                        .trim_end_matches('\r')
-                        .to_owned(),
-                );
-            }
+        if pipe.readable().await.is_err() {
+            break;
         }
-        for line in lines {
+        let _reading = lock(&reading);
+        let n = match pipe.try_read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
+        };
+        for line in split_lines(&mut lock(&partial), &chunk[..n]) {
             logs.append(&line);
         }
         consumed.send_modify(|total| *total += n as u64);
     }
-    let rest = std::mem::take(&mut *lock_partial(&partial));
+    let rest = std::mem::take(&mut *lock(&partial));
     if !rest.is_empty() {
         logs.append(&String::from_utf8_lossy(&rest));
     }
 }
 
-fn lock_partial(partial: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
-    partial
+/// Appends `bytes` to `partial` and takes out every complete line.
+fn split_lines(partial: &mut Vec<u8>, bytes: &[u8]) -> Vec<String> {
+    partial.extend_from_slice(bytes);
+    let mut lines = Vec::new();
+    while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = partial.drain(..=end).collect();
+        lines.push(
+            String::from_utf8_lossy(&line[..end])
+                .trim_end_matches('\r')
+                .to_owned(),
+        );
+    }
+    lines
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -213,6 +231,27 @@ mod tests {
         let tail = tail(&log);
         assert!(tail.len() <= limits::LOG_TAIL_BYTES);
         assert!(tail.chars().all(|c| c == 'é'));
+    }
+
+    // On a current-thread runtime the reader cannot run between the write and `settle`, so
+    // the line is still in the pipe: only waiting for what FIONREAD reports brings it in.
+    #[tokio::test]
+    async fn settling_takes_in_what_is_still_in_the_pipe() {
+        use std::io::Write as _;
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let logs = InstanceLogs::new("f");
+        let mut streams = vec![logs.capture(OwnedFd::from(reader)).unwrap()];
+        let id = RequestId::new();
+        logs.begin(id, "$LATEST");
+        writer
+            .write_all(b"printed just before the response\n")
+            .unwrap();
+        logs.settle(&mut streams).await;
+        let text = logs.finish("REPORT x");
+        assert!(
+            text.contains("\nprinted just before the response\nEND RequestId: "),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use nimbus_core::error::ThrottleReason;
 use nimbus_core::{CodeSha256, Error, FunctionConfig, FunctionName, Result};
 use tokio::time::Instant;
 
-use crate::instance::Instance;
+use crate::instance::{Instance, InstanceId};
 
 /// Instances are shared only between invocations of the exact same configuration: an
 /// update (new revision) gets fresh instances while the old ones idle out.
@@ -33,13 +33,6 @@ impl PoolKey {
     }
 }
 
-/// What [`InstancePool::acquire`] grants.
-pub(crate) enum Lease {
-    Warm(Arc<Instance>),
-    /// Room for a new instance, already counted; return it with `release` or `abandon`.
-    Cold,
-}
-
 pub(crate) struct InstancePool {
     max_instances: usize,
     state: Mutex<PoolState>,
@@ -50,6 +43,9 @@ struct PoolState {
     idle: HashMap<PoolKey, Vec<IdleInstance>>,
     /// Busy (running or starting) instances per function, across its configurations.
     busy: HashMap<FunctionName, usize>,
+    /// Instances running an invocation, so that shutdown can stop them too.
+    running: HashMap<InstanceId, Arc<Instance>>,
+    /// Idle, running and starting instances: what the node-wide limit counts.
     live: usize,
     closed: bool,
 }
@@ -66,6 +62,24 @@ pub(crate) struct PoolStats {
     pub(crate) busy: usize,
 }
 
+/// What [`InstancePool::acquire`] grants.
+pub(crate) struct Acquired<'a> {
+    pub(crate) lease: Lease<'a>,
+    /// An idle instance of another function evicted to make room, for the caller to stop.
+    pub(crate) evicted: Option<Arc<Instance>>,
+}
+
+/// Room for one invocation, from [`InstancePool::acquire`] until [`Lease::finish`]: a warm
+/// instance, or room (already counted) for a new one to [`attach`](Lease::attach). Dropped
+/// unfinished (a failed start, a panic), it gives the room back and kills its instance, whose
+/// state is unknown.
+pub(crate) struct Lease<'a> {
+    pool: &'a InstancePool,
+    key: PoolKey,
+    instance: Option<Arc<Instance>>,
+    finished: bool,
+}
+
 impl InstancePool {
     pub(crate) fn new(max_instances: usize) -> Self {
         Self {
@@ -74,13 +88,9 @@ impl InstancePool {
         }
     }
 
-    /// Takes a warm instance or room for a new one. An instance evicted to make room (an idle
-    /// one of another function) is returned for the caller to stop.
-    pub(crate) fn acquire(
-        &self,
-        key: &PoolKey,
-        function_limit: u32,
-    ) -> Result<(Lease, Option<Arc<Instance>>)> {
+    /// Takes a warm instance of `key` (the most recently used) or room for a new one, within
+    /// the function's concurrency and the node's instance limit.
+    pub(crate) fn acquire(&self, key: &PoolKey, function_limit: u32) -> Result<Acquired<'_>> {
         let mut state = self.lock();
         if state.closed {
             return Err(Error::Service("the invoker is shutting down".to_owned()));
@@ -89,57 +99,38 @@ impl InstancePool {
         if busy >= function_limit as usize {
             return Err(Error::TooManyRequests(ThrottleReason::FunctionConcurrency));
         }
+        let mut warm = None;
         while let Some(idle) = state.idle.get_mut(key).and_then(Vec::pop) {
             if idle.instance.has_exited() {
                 state.live -= 1;
                 continue;
             }
-            *state.busy.entry(key.name.clone()).or_default() += 1;
-            return Ok((Lease::Warm(idle.instance), None));
+            warm = Some(idle.instance);
+            break;
         }
         let mut evicted = None;
-        if state.live >= self.max_instances {
-            evicted = state.evict_oldest_idle();
-            if evicted.is_none() {
-                return Err(Error::TooManyRequests(ThrottleReason::NodeConcurrency));
+        if warm.is_none() {
+            if state.live >= self.max_instances {
+                evicted = state.evict_oldest_idle();
+                if evicted.is_none() {
+                    return Err(Error::TooManyRequests(ThrottleReason::NodeConcurrency));
+                }
             }
+            state.live += 1;
         }
-        state.live += 1;
         *state.busy.entry(key.name.clone()).or_default() += 1;
-        Ok((Lease::Cold, evicted))
-    }
-
-    /// Returns an instance after an invocation. A reusable one goes back to idle; otherwise
-    /// (or when shutting down) it is handed back for the caller to stop.
-    pub(crate) fn release(
-        &self,
-        key: &PoolKey,
-        instance: Arc<Instance>,
-        reusable: bool,
-    ) -> Option<Arc<Instance>> {
-        let mut state = self.lock();
-        state.finish_busy(&key.name);
-        if reusable && !state.closed && !instance.has_exited() {
-            state
-                .idle
-                .entry(key.clone())
-                .or_default()
-                .push(IdleInstance {
-                    instance,
-                    since: Instant::now(),
-                });
-            None
-        } else {
-            state.live -= 1;
-            Some(instance)
+        if let Some(instance) = &warm {
+            state.running.insert(instance.id, instance.clone());
         }
-    }
-
-    /// Gives back the room of a cold start that failed.
-    pub(crate) fn abandon(&self, key: &PoolKey) {
-        let mut state = self.lock();
-        state.finish_busy(&key.name);
-        state.live -= 1;
+        Ok(Acquired {
+            lease: Lease {
+                pool: self,
+                key: key.clone(),
+                instance: warm,
+                finished: false,
+            },
+            evicted,
+        })
     }
 
     /// Removes and returns instances idle for at least `idle_timeout`.
@@ -159,17 +150,19 @@ impl InstancePool {
         reaped
     }
 
-    /// Stops accepting work and returns every idle instance to stop.
+    /// Stops accepting work and returns every instance to stop: the idle ones (no longer
+    /// in the pool) and the running ones (whose invocations then end as the process exits).
     pub(crate) fn close(&self) -> Vec<Arc<Instance>> {
         let mut state = self.lock();
         state.closed = true;
-        let idle: Vec<_> = state
+        let mut instances: Vec<_> = state
             .idle
             .drain()
             .flat_map(|(_, instances)| instances.into_iter().map(|idle| idle.instance))
             .collect();
-        state.live -= idle.len();
-        idle
+        state.live -= instances.len();
+        instances.extend(state.running.values().cloned());
+        instances
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
@@ -185,6 +178,66 @@ impl InstancePool {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Lease<'_> {
+    /// The instance this lease runs on: warm from the pool, or attached after a cold start.
+    pub(crate) fn instance(&self) -> Option<Arc<Instance>> {
+        self.instance.clone()
+    }
+
+    /// Puts a freshly started instance in the room this lease holds.
+    pub(crate) fn attach(&mut self, instance: Instance) -> Result<Arc<Instance>> {
+        let instance = Arc::new(instance);
+        let mut state = self.pool.lock();
+        if state.closed {
+            // Dropping the instance kills it; dropping the lease gives the room back.
+            return Err(Error::Service("the invoker is shutting down".to_owned()));
+        }
+        state.running.insert(instance.id, instance.clone());
+        self.instance = Some(instance.clone());
+        Ok(instance)
+    }
+
+    /// Ends the invocation. A reusable instance goes back to idle; otherwise (or when
+    /// shutting down) it is returned for the caller to stop.
+    pub(crate) fn finish(mut self, reusable: bool) -> Option<Arc<Instance>> {
+        // Without an instance there is only room to give back, which dropping does.
+        let instance = self.instance.take()?;
+        self.finished = true;
+        let mut state = self.pool.lock();
+        state.finish_busy(&self.key.name);
+        state.running.remove(&instance.id);
+        if reusable && !state.closed && !instance.has_exited() {
+            state
+                .idle
+                .entry(self.key.clone())
+                .or_default()
+                .push(IdleInstance {
+                    instance,
+                    since: Instant::now(),
+                });
+            None
+        } else {
+            state.live -= 1;
+            Some(instance)
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut state = self.pool.lock();
+        state.finish_busy(&self.key.name);
+        if let Some(instance) = self.instance.take() {
+            state.running.remove(&instance.id);
+            instance.kill();
+        }
+        state.live -= 1;
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct Event {
     pub timeout: Duration,
     pub trace_id: Option<String>,
     pub client_context: Option<String>,
-    /// Told the deadline the moment the runtime takes the event.
+    /// Told the moment the runtime takes the event: init is over and the clock starts.
     pub taken: oneshot::Sender<Instant>,
 }
 
@@ -57,7 +57,15 @@ pub(crate) struct RuntimeApi {
 struct Shared {
     events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
     /// The invocation the runtime is working on, and where its reply goes.
-    current: Mutex<Option<(RequestId, oneshot::Sender<Reply>)>>,
+    current: Mutex<Current>,
+}
+
+#[derive(Default)]
+struct Current {
+    invocation: Option<(RequestId, oneshot::Sender<Reply>)>,
+    /// An `/init/error` posted before the first invocation was submitted; it answers that
+    /// invocation.
+    init_error: Option<Reply>,
 }
 
 impl RuntimeApi {
@@ -67,7 +75,7 @@ impl RuntimeApi {
         let (events, receiver) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             events: tokio::sync::Mutex::new(receiver),
-            current: Mutex::new(None),
+            current: Mutex::new(Current::default()),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -99,7 +107,14 @@ impl RuntimeApi {
     /// Queues `event` for the runtime and returns where its reply will arrive.
     pub(crate) async fn submit(&self, event: Event) -> Option<oneshot::Receiver<Reply>> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        *lock(&self.shared.current) = Some((event.request_id, reply_tx));
+        {
+            let mut current = lock(&self.shared.current);
+            if let Some(init_error) = current.init_error.take() {
+                let _ = reply_tx.send(init_error);
+                return Some(reply_rx);
+            }
+            current.invocation = Some((event.request_id, reply_tx));
+        }
         self.events.send(event).await.ok()?;
         Some(reply_rx)
     }
@@ -116,12 +131,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let Some(event) = event else {
         return StatusCode::GONE.into_response();
     };
-    let deadline = Instant::now() + event.timeout;
     let deadline_ms = SystemTime::now()
         .checked_add(event.timeout)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis());
-    let _ = event.taken.send(deadline);
+    let _ = event.taken.send(Instant::now());
 
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: &str| {
@@ -150,11 +164,27 @@ async fn response(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let reply = match read_limited(body).await {
-        Some(bytes) => Reply::Response(bytes),
-        None => Reply::TooLarge,
-    };
-    complete(&shared, &id, reply)
+    match read_limited(body).await {
+        Ok(bytes) => complete(&shared, &id, Reply::Response(bytes)),
+        // The runtime went away mid-request; its exit ends the invocation.
+        Err(BodyError::Broken) => StatusCode::BAD_REQUEST.into_response(),
+        Err(BodyError::TooLarge) => {
+            let refused = complete(&shared, &id, Reply::TooLarge);
+            if refused.status() != StatusCode::ACCEPTED {
+                return refused;
+            }
+            // As Lambda's Runtime API does, the runtime learns its response was refused.
+            let message = format!(
+                "Exceeded maximum allowed payload size ({} bytes).",
+                limits::MAX_SYNC_PAYLOAD_BYTES
+            );
+            runtime_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &message,
+            )
+        }
+    }
 }
 
 async fn error(
@@ -171,9 +201,13 @@ async fn error(
 async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let body = read_limited(body).await.unwrap_or_default();
     let error_type = error_type(&headers, &body);
-    let current = lock(&shared.current).take();
-    if let Some((_, reply)) = current {
-        let _ = reply.send(Reply::InitError { error_type, body });
+    let reply = Reply::InitError { error_type, body };
+    let mut current = lock(&shared.current);
+    match current.invocation.take() {
+        Some((_, sender)) => {
+            let _ = sender.send(reply);
+        }
+        None => current.init_error = Some(reply),
     }
     accepted()
 }
@@ -181,19 +215,25 @@ async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
 fn complete(shared: &Shared, id: &str, reply: Reply) -> Response {
     let mut current = lock(&shared.current);
     let matches = current
+        .invocation
         .as_ref()
-        .is_some_and(|(request_id, _)| request_id.to_string() == id);
+        .is_some_and(|(request_id, _)| RequestId::parse(id).is_ok_and(|id| id == *request_id));
     if !matches {
-        let body = serde_json::json!({
-            "errorMessage": format!("Invalid request ID: {id}"),
-            "errorType": "InvalidRequestID",
-        });
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        return runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            &format!("Invalid request ID: {id}"),
+        );
     }
-    if let Some((_, sender)) = current.take() {
+    if let Some((_, sender)) = current.invocation.take() {
         let _ = sender.send(reply);
     }
     accepted()
+}
+
+fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+    (status, axum::Json(body)).into_response()
 }
 
 fn accepted() -> Response {
@@ -217,14 +257,19 @@ fn error_type(headers: &HeaderMap, body: &[u8]) -> Option<String> {
         })
 }
 
-/// The body, or `None` past the response payload limit.
-async fn read_limited(body: Body) -> Option<Bytes> {
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// The body, up to the response payload limit.
+async fn read_limited(body: Body) -> Result<Bytes, BodyError> {
     let limited = http_body_util::Limited::new(body, limits::MAX_SYNC_PAYLOAD_BYTES);
-    limited
-        .collect()
-        .await
-        .ok()
-        .map(|collected| collected.to_bytes())
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Broken),
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -2,12 +2,14 @@
 
 Standard library only. Loads `module.function` from `_HANDLER` (dots allowed in the module
 part) out of LAMBDA_TASK_ROOT, then takes invocations from the Runtime API one at a time
-over one keep-alive connection, as the AWS Python runtime does.
+over one keep-alive connection, as the AWS Python runtime does, with the same error types
+and messages.
 """
 
 import http.client
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -15,6 +17,10 @@ import traceback
 
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 BASE = "/2018-06-01/runtime"
+JSON = {"Content-Type": "application/json"}
+
+# The request being handled, for log records.
+current_request_id = ""
 
 
 class Connection:
@@ -23,12 +29,12 @@ class Connection:
     def __init__(self):
         self.conn = None
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=JSON):
         for attempt in (1, 2):
             try:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection(API)
-                self.conn.request(method, BASE + path, body=body, headers=headers or {})
+                self.conn.request(method, BASE + path, body=body, headers=headers)
                 response = self.conn.getresponse()
                 return response, response.read()
             except (ConnectionError, http.client.HTTPException):
@@ -37,9 +43,19 @@ class Connection:
                     raise
 
 
+class Client:
+    def __init__(self, document):
+        self.installation_id = document.get("installation_id")
+        self.app_title = document.get("app_title")
+        self.app_version_name = document.get("app_version_name")
+        self.app_version_code = document.get("app_version_code")
+        self.app_package_name = document.get("app_package_name")
+
+
 class ClientContext:
     def __init__(self, document):
-        self.client = document.get("client")
+        client = document.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
         self.custom = document.get("custom")
         self.env = document.get("env")
 
@@ -56,97 +72,158 @@ class Context:
         self.identity = None
         self._deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms") or 0)
         raw_context = headers.get("Lambda-Runtime-Client-Context")
-        self.client_context = ClientContext(json.loads(raw_context)) if raw_context else None
+        self.client_context = None
+        if raw_context:
+            try:
+                self.client_context = ClientContext(json.loads(raw_context))
+            except (ValueError, AttributeError):
+                pass
 
     def get_remaining_time_in_millis(self):
         return max(self._deadline_ms - int(time.time() * 1000), 0)
 
 
-def error_document(error, request_id=None):
-    frames = traceback.format_list(traceback.extract_tb(error.__traceback__))
+class RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = current_request_id
+        return True
+
+
+def install_logging():
+    """The root logger writes as Lambda's does: level, UTC time, request id, message."""
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    handler.addFilter(RequestIdFilter())
+    logging.getLogger().addHandler(handler)
+
+
+def stack_trace(error):
+    # The bootstrap's own frames are no part of the function's error.
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename != __file__
+    ]
+    return [line.rstrip("\n") for line in traceback.format_list(frames)]
+
+
+def error_document(error, error_type=None, message=None, request_id=None):
     document = {
-        "errorMessage": str(error),
-        "errorType": type(error).__name__,
-        "stackTrace": [frame.rstrip("\n") for frame in frames],
+        "errorMessage": str(error) if message is None else message,
+        "errorType": error_type or type(error).__name__,
+        "stackTrace": stack_trace(error),
     }
     if request_id:
         document["requestId"] = request_id
     return document
 
 
-def post_error(api, path, error_type, document):
+def post_error(api, path, document):
     sys.stdout.flush()
+    lines = ["[ERROR] %s: %s" % (document["errorType"], document["errorMessage"])]
+    if document.get("stackTrace"):
+        lines.append("Traceback (most recent call last):")
+        lines.extend(document["stackTrace"])
+    print("\n".join(lines), file=sys.stderr)
     sys.stderr.flush()
-    api.request(
-        "POST",
-        path,
-        body=json.dumps(document).encode(),
-        headers={
-            "Content-Type": "application/json",
-            "Lambda-Runtime-Function-Error-Type": error_type,
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "Lambda-Runtime-Function-Error-Type": document["errorType"],
+    }
+    api.request("POST", path, body=json.dumps(document).encode(), headers=headers)
+
+
+def init_error(api, document):
+    post_error(api, "/init/error", document)
+    sys.exit(1)
 
 
 def load_handler(api):
     spec = os.environ.get("_HANDLER", "")
     module_name, _, function_name = spec.rpartition(".")
-    task_root = os.environ.get("LAMBDA_TASK_ROOT", ".")
-    sys.path.insert(0, task_root)
+    if not module_name or not function_name:
+        init_error(api, {
+            "errorMessage": "Bad handler '%s': not enough values to unpack (expected 2, got 1)" % spec,
+            "errorType": "Runtime.MalformedHandlerName",
+            "stackTrace": [],
+        })
+    sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", "."))
     try:
         module = importlib.import_module(module_name.replace("/", "."))
+    except SyntaxError as error:
+        init_error(api, error_document(
+            error,
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module '%s': %s" % (module_name, error),
+        ))
     except Exception as error:  # noqa: BLE001 - any import failure is the function's
-        document = error_document(error)
-        document["errorMessage"] = "Unable to import module '%s': %s" % (module_name, error)
-        document["errorType"] = "Runtime.ImportModuleError"
-        post_error(api, "/init/error", "Runtime.ImportModuleError", document)
-        sys.exit(1)
+        init_error(api, error_document(
+            error,
+            "Runtime.ImportModuleError",
+            "Unable to import module '%s': %s" % (module_name, error),
+        ))
     handler = getattr(module, function_name, None)
     if not callable(handler):
-        document = {
+        init_error(api, {
             "errorMessage": "Handler '%s' missing on module '%s'" % (function_name, module_name),
             "errorType": "Runtime.HandlerNotFound",
             "stackTrace": [],
-        }
-        post_error(api, "/init/error", "Runtime.HandlerNotFound", document)
-        sys.exit(1)
+        })
     return handler
 
 
+def invoke(api, handler, headers, body):
+    """Runs one invocation; returns the path to post to and the body to post."""
+    request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+    try:
+        event = json.loads(body) if body else {}
+    except ValueError as error:
+        return "error", error_document(
+            error, "Runtime.UnmarshalError", "Unable to unmarshal input: %s" % error, request_id
+        )
+    try:
+        result = handler(event, Context(headers))
+    except Exception as error:  # noqa: BLE001 - reported to the caller, as on Lambda
+        return "error", error_document(error, request_id=request_id)
+    try:
+        return "response", json.dumps(result).encode()
+    except (TypeError, ValueError) as error:
+        return "error", error_document(
+            error, "Runtime.MarshalError", "Unable to marshal response: %s" % error, request_id
+        )
+
+
 def main():
+    global current_request_id
+    install_logging()
     api = Connection()
     handler = load_handler(api)
     while True:
-        response, body = api.request("GET", "/invocation/next")
+        response, body = api.request("GET", "/invocation/next", headers={})
         if response.status != 200:
             sys.exit(0)
         headers = response.headers
         request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+        current_request_id = request_id
         trace_id = headers.get("Lambda-Runtime-Trace-Id")
         if trace_id:
             os.environ["_X_AMZN_TRACE_ID"] = trace_id
         else:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
-        try:
-            event = json.loads(body) if body else {}
-            result = handler(event, Context(headers))
-            payload = json.dumps(result).encode()
-        except Exception as error:  # noqa: BLE001 - reported to the caller, as on Lambda
-            post_error(
-                api,
-                "/invocation/%s/error" % request_id,
-                "Unhandled",
-                error_document(error, request_id),
-            )
-            continue
-        sys.stdout.flush()
-        sys.stderr.flush()
-        api.request(
-            "POST",
-            "/invocation/%s/response" % request_id,
-            body=payload,
-            headers={"Content-Type": "application/json"},
-        )
+        kind, reply = invoke(api, handler, headers, body)
+        path = "/invocation/%s/%s" % (request_id, kind)
+        if kind == "error":
+            post_error(api, path, reply)
+        else:
+            # What the handler printed is in the pipe before the response is posted.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            api.request("POST", path, body=reply)
 
 
 if __name__ == "__main__":
