@@ -499,3 +499,34 @@ async fn sigterm_stops_dev_cleanly() {
         "instances stop with the platform"
     );
 }
+
+/// The examples deploy with the commands examples/README.md gives, and answer.
+#[tokio::test]
+async fn the_documented_examples_deploy_and_run() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let platform = Platform::dev(&[]);
+    platform.deploy(
+        &examples.join("python-hello"),
+        "hello-py",
+        "python3.12",
+        &["--handler", "app.handler"],
+    );
+    platform.deploy(
+        &examples.join("node-hello"),
+        "hello-node",
+        "nodejs20.x",
+        &["--handler", "index.handler"],
+    );
+    for name in ["hello-py", "hello-node"] {
+        let response = invoke(&platform, name, r#"{"name":"Nimbus"}"#).await;
+        assert_eq!(response.status(), 200, "{name}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["greeting"], json!("Hello, Nimbus!"), "{name}");
+
+        let response = invoke(&platform, name, r#"{"fail":true}"#).await;
+        assert_eq!(
+            header(&response, "X-Amz-Function-Error").as_deref(),
+            Some("Unhandled")
+        );
+    }
+}
