@@ -95,17 +95,19 @@ impl InstanceLogs {
     /// Waits until every byte written to `streams` so far has been read into the log.
     pub(crate) async fn settle(&self, streams: &mut [Stream]) {
         for stream in streams {
-            let target = {
+            let (unread, target) = {
                 let _reading = lock(&stream.reading);
                 let unread = rustix::io::ioctl_fionread(stream.probe.as_fd()).unwrap_or(0);
-                *stream.consumed.borrow() + unread
+                (unread, *stream.consumed.borrow() + unread)
             };
-            let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
-            if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
-                .await
-                .is_err()
-            {
-                tracing::debug!(function = %self.inner.function, "instance output did not settle in time");
+            if unread > 0 {
+                let caught_up = stream.consumed.wait_for(|consumed| *consumed >= target);
+                if tokio::time::timeout(SETTLE_TIMEOUT, caught_up)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(function = %self.inner.function, "instance output did not settle in time");
+                }
             }
             // A last line without its newline is logged as it is.
             let partial = std::mem::take(&mut *lock(&stream.partial));
