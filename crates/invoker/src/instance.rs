@@ -200,7 +200,11 @@ impl Instance {
         // Read only when someone will see it (the log tail, or debug logs): it is a file read
         // on the hot path. Before a timeout's kill: a reaped process has no figures left.
         let report_wanted = request.want_log_tail || tracing::enabled!(tracing::Level::DEBUG);
-        let max_memory_used_mb = if report_wanted { peak_memory_mb(self.pid) } else { 0 };
+        let max_memory_used_mb = if report_wanted {
+            peak_memory_mb(self.pid)
+        } else {
+            0
+        };
         if matches!(ending, Ending::TimedOut) {
             self.kill.cancel();
         }
