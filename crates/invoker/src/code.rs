@@ -76,9 +76,7 @@ impl CodeCache {
     fn lock_unpacking(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<CodeSha256, Arc<tokio::sync::Mutex<()>>>> {
-        self.unpacking
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.unpacking)
     }
 }
 

@@ -15,6 +15,7 @@ mod pool;
 mod runtime_api;
 mod runtimes;
 mod scratch;
+mod sync;
 
 pub use config::InvokerConfig;
 pub use invoker::{InvokerStats, LocalInvoker};

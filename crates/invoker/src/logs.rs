@@ -6,6 +6,7 @@
 //! the response arrives. [`InstanceLogs::settle`] closes that race exactly: it asks the
 //! kernel how many bytes are unread (`FIONREAD`) and waits until the readers have taken them.
 
+use crate::sync::lock;
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -215,12 +216,6 @@ fn split_lines(partial: &mut Vec<u8>, bytes: &[u8]) -> Vec<String> {
         );
     }
     lines
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

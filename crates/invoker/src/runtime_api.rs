@@ -1,7 +1,8 @@
 //! The Lambda Runtime API (`/2018-06-01/runtime/...`) one instance talks to. Each instance
 //! gets its own server on a loopback port, so the server always knows whose runtime calls.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::lock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -270,10 +271,4 @@ async fn read_limited(body: Body) -> Result<Bytes, BodyError> {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
         Err(_) => Err(BodyError::Broken),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

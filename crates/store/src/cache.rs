@@ -39,9 +39,7 @@ impl CachedStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<FunctionName, Cached>> {
-        self.functions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.functions)
     }
 
     fn forget(&self, name: &FunctionName) {

@@ -15,6 +15,7 @@ mod records;
 mod rows;
 mod sql;
 mod sqlite;
+mod sync;
 mod timestamp;
 
 use std::sync::Arc;

@@ -6,9 +6,10 @@
 //! flushed or not. A failed flush keeps its records and retries with a capped back-off;
 //! [`RecordWriter::shutdown`] writes everything still buffered before it returns.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_core::{InvocationRecord, RequestId};
@@ -320,13 +321,6 @@ async fn flush_loop(inner: Arc<Inner>) {
     while let Some(batch) = inner.next_batch().await {
         inner.write(batch).await;
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind; keep serving it.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
