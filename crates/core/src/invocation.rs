@@ -13,6 +13,36 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::function::{FunctionConfig, FunctionName};
 
+/// Keeps a paged listing's place: the time and request id of the last item returned.
+/// Listings are ordered by time, then request id, so the pair is unique and stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: OffsetDateTime,
+    pub request_id: RequestId,
+}
+
+impl Cursor {
+    /// An opaque page token for `NextMarker`-style paging: `<unix micros>_<request id>`.
+    pub fn to_token(&self) -> String {
+        format!(
+            "{}_{}",
+            self.at.unix_timestamp_nanos() / 1000,
+            self.request_id
+        )
+    }
+
+    pub fn parse_token(token: &str) -> Result<Self> {
+        let invalid = || Error::InvalidParameterValue(format!("Invalid page token: {token}"));
+        let (micros, id) = token.split_once('_').ok_or_else(invalid)?;
+        let micros: i128 = micros.parse().map_err(|_| invalid())?;
+        let at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|_| invalid())?;
+        Ok(Self {
+            at,
+            request_id: RequestId::parse(id).map_err(|_| invalid())?,
+        })
+    }
+}
+
 /// Names one invocation everywhere: headers, logs, records, traces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(Uuid);
@@ -146,6 +176,43 @@ pub struct InvocationRecord {
     /// `errorType` of the failure (`Sandbox.Timedout`, the handler's exception class, ...).
     pub error_type: Option<String>,
     pub error_message: Option<String>,
+    /// Each attempt of an asynchronous invocation, oldest first (empty for synchronous ones).
+    pub attempt_history: Vec<Attempt>,
+    /// For an event re-queued from the dead-letter queue: the request id it was redriven from.
+    pub redrive_of: Option<RequestId>,
+}
+
+impl InvocationRecord {
+    /// Whether this record may replace `stored`, the one already kept for the same request.
+    /// Records of one invocation can arrive out of order from different processes (the
+    /// gateway's `queued` after a worker's `running`; a duplicate delivery after the end), so
+    /// `queued` never replaces anything and nothing but a terminal record replaces one.
+    pub fn supersedes(&self, stored: &InvocationRecord) -> bool {
+        if self.status == InvocationStatus::Queued {
+            return false;
+        }
+        !stored.status.is_terminal() || self.status.is_terminal()
+    }
+}
+
+/// One attempt at running an asynchronous invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    /// Unset when the attempt succeeded: `errorType` of the function's error, or
+    /// `Sandbox.Timedout`.
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Which records `ListInvocations` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationFilter {
+    pub function_name: Option<FunctionName>,
+    pub status: Option<InvocationStatus>,
 }
 
 /// What the invoker is asked to run. It carries the whole configuration so that the invoker
@@ -227,6 +294,45 @@ mod tests {
             InvocationType::DryRun
         );
         assert!("Sync".parse::<InvocationType>().is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_through_their_token() {
+        let cursor = Cursor {
+            at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap(),
+            request_id: RequestId::new(),
+        };
+        assert_eq!(Cursor::parse_token(&cursor.to_token()).unwrap(), cursor);
+        for bad in ["", "12", "x_y", "12_nope"] {
+            assert!(Cursor::parse_token(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn late_and_stale_records_do_not_replace_newer_ones() {
+        let record = |status| InvocationRecord {
+            request_id: RequestId::new(),
+            function_name: FunctionName::parse("f").unwrap(),
+            function_version: "$LATEST".into(),
+            invocation_type: InvocationType::Event,
+            status,
+            attempts: 0,
+            created_at: OffsetDateTime::now_utc(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            error_type: None,
+            error_message: None,
+            attempt_history: Vec::new(),
+            redrive_of: None,
+        };
+        use InvocationStatus::*;
+        assert!(!record(Queued).supersedes(&record(Running)));
+        assert!(record(Running).supersedes(&record(Queued)));
+        assert!(record(Retrying).supersedes(&record(Running)));
+        assert!(!record(Running).supersedes(&record(Succeeded)));
+        assert!(record(DeadLettered).supersedes(&record(Retrying)));
+        assert!(record(Succeeded).supersedes(&record(Succeeded)));
     }
 
     #[test]

@@ -2,19 +2,28 @@
 //!
 //! Functions and their limits, invocations and their records, the one error type that every
 //! service maps to HTTP (Lambda's error shape) and to gRPC, and the [`Invoker`] trait through
-//! which the gateway (and later the queue-worker) reaches the invoker, in-process or remote.
+//! which the gateway and the queue-worker reach the invoker, in-process or remote; event invoke
+//! configuration and retry policy; dead letters and the [`DeadLetters`] trait of the DLQ
+//! service.
 
 pub mod code;
+pub mod dead_letter;
 pub mod error;
+pub mod event_invoke;
 pub mod function;
 pub mod invocation;
 pub mod invoker;
 pub mod limits;
 
+pub use dead_letter::{
+    DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetterReason, DeadLetters, RedriveMark,
+    Redriven, Selection,
+};
 pub use error::{Error, Result};
+pub use event_invoke::{EventInvokeConfig, RetryPolicy};
 pub use function::{CodeSha256, FunctionConfig, FunctionName, Runtime};
 pub use invocation::{
-    FunctionError, InvocationRecord, InvocationStatus, InvocationType, InvokeOutcome,
-    InvokeRequest, RequestId,
+    Attempt, Cursor, FunctionError, InvocationFilter, InvocationRecord, InvocationStatus,
+    InvocationType, InvokeOutcome, InvokeRequest, RequestId,
 };
 pub use invoker::Invoker;

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use nimbus_core::{FunctionName, RequestId};
+use nimbus_core::{Attempt, FunctionName, RequestId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -23,26 +23,22 @@ pub struct QueuedEvent {
     /// When the gateway first accepted the event; the maximum event age counts from here.
     #[serde(with = "time::serde::rfc3339")]
     pub enqueued_at: OffsetDateTime,
-    /// Attempts made so far; 0 for a new event.
-    pub attempt: u32,
-    /// The error of each failed attempt, oldest first.
+    /// Attempts made so far, oldest first, each with its error; empty for a new event.
     #[serde(default)]
-    pub errors: Vec<AttemptError>,
+    pub attempts: Vec<Attempt>,
+    /// Throttles and Nimbus failures in a row since the last attempt; they spend no attempt
+    /// but grow the back-off.
+    #[serde(default)]
+    pub system_retries: u32,
+    /// For an event redriven from the dead-letter queue: the request id it was redriven from.
+    #[serde(default)]
+    pub redrive_of: Option<RequestId>,
     /// W3C `traceparent` of the accepting request, so retries join its trace.
     #[serde(default)]
     pub trace_context: Option<String>,
+    /// `X-Nimbus-Callback-Url`: where the invocation record is POSTed when it ends.
     #[serde(default)]
     pub callback_url: Option<String>,
-}
-
-/// Why one attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptError {
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// `Unhandled`, `Task timed out`, a throttle or system error type.
-    pub error_type: String,
-    pub message: String,
 }
 
 impl QueuedEvent {
@@ -59,8 +55,9 @@ impl QueuedEvent {
             qualifier: qualifier.into(),
             payload,
             enqueued_at: OffsetDateTime::now_utc(),
-            attempt: 0,
-            errors: Vec::new(),
+            attempts: Vec::new(),
+            system_retries: 0,
+            redrive_of: None,
             trace_context: None,
             callback_url: None,
         }
@@ -103,12 +100,14 @@ mod tests {
             "$LATEST",
             Bytes::from_static(b"\x00\xff{\"a\":1}"),
         );
-        event.attempt = 1;
-        event.errors.push(AttemptError {
-            at: OffsetDateTime::now_utc(),
-            error_type: "Unhandled".into(),
-            message: "boom".into(),
+        event.attempts.push(Attempt {
+            started_at: OffsetDateTime::now_utc(),
+            finished_at: OffsetDateTime::now_utc(),
+            error_type: Some("Unhandled".into()),
+            error_message: Some("boom".into()),
         });
+        event.system_retries = 3;
+        event.redrive_of = Some(RequestId::new());
         event.trace_context =
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
         let json = event.to_json().unwrap();

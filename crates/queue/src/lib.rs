@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use crate::error::{Error, Result};
-pub use crate::event::{AttemptError, QueuedEvent};
+pub use crate::event::QueuedEvent;
 pub use crate::redis::{RedisQueue, RedisQueueConfig};
 pub use crate::sqlite::{SqliteQueue, SqliteQueueConfig};
 
@@ -36,12 +36,17 @@ pub trait EventQueue: Send + Sync + 'static {
     /// events and events whose claim expired are included.
     async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
 
+    /// Extends `consumer`'s claim on `delivery` by a whole visibility timeout from now, so an
+    /// event that runs longer than the timeout is not handed to another consumer. `false`
+    /// when the claim is gone (acked, re-scheduled, or expired and taken by another).
+    async fn touch(&self, consumer: &str, delivery: &Delivery) -> Result<bool>;
+
     /// Removes a delivered event for good. Acking twice, or acking a delivery whose event is
     /// already gone, is harmless.
     async fn ack(&self, delivery: &Delivery) -> Result<()>;
 
-    /// Atomically acks `delivery` and schedules `event` (the delivered event with its attempt
-    /// count and errors updated) to become ready at `at`. Does nothing if the delivery was
+    /// Atomically acks `delivery` and schedules `event` (the delivered event with its attempts
+    /// updated) to become ready at `at`. Does nothing if the delivery was
     /// already acked, so a stale consumer can not schedule a duplicate.
     async fn retry_later(
         &self,

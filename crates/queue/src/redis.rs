@@ -111,6 +111,15 @@ return {redis.call('XLEN', KEYS[1]), redis.call('ZCARD', KEYS[2]),
   redis.call('XPENDING', KEYS[1], ARGV[1])[1], body, first}
 ";
 
+/// Resets the idle time of a pending entry if `ARGV[3]` still holds it. Returns 1 if so.
+/// KEYS: events. ARGV: group, entry id, consumer.
+const TOUCH: &str = r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
+if not pending or pending[2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
+";
+
 /// Settings of a [`RedisQueue`].
 #[derive(Debug, Clone)]
 pub struct RedisQueueConfig {
@@ -143,6 +152,7 @@ pub struct RedisQueue {
     enqueue_script: Script,
     claim_script: Script,
     retry_script: Script,
+    touch_script: Script,
     stats_script: Script,
 }
 
@@ -187,6 +197,7 @@ impl RedisQueue {
             enqueue_script: Script::new(ENQUEUE),
             claim_script: Script::new(CLAIM),
             retry_script: Script::new(RETRY_LATER),
+            touch_script: Script::new(TOUCH),
             stats_script: Script::new(STATS),
         };
         queue.ensure_group().await?;
@@ -413,6 +424,21 @@ impl EventQueue for RedisQueue {
                 return Ok(deliveries);
             }
         }
+    }
+
+    async fn touch(&self, consumer: &str, delivery: &Delivery) -> Result<bool> {
+        let touched: i64 = self
+            .with_group(|| {
+                let mut conn = self.conn.clone();
+                let mut invocation = self.touch_script.key(&self.events_key);
+                invocation
+                    .arg(&self.config.group)
+                    .arg(&delivery.id)
+                    .arg(consumer);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(touched == 1)
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<()> {

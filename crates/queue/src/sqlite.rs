@@ -194,6 +194,21 @@ impl EventQueue for SqliteQueue {
         }
     }
 
+    async fn touch(&self, consumer: &str, delivery: &Delivery) -> Result<bool> {
+        let until = unix_ms(OffsetDateTime::now_utc())
+            .saturating_add(duration_ms(self.config.visibility_timeout));
+        let touched = sqlx::query(
+            "UPDATE queue_events SET claimed_until = ?1 WHERE id = ?2 AND claimed_by = ?3",
+        )
+        .bind(until)
+        .bind(row_id(delivery)?)
+        .bind(consumer)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(touched == 1)
+    }
+
     async fn ack(&self, delivery: &Delivery) -> Result<()> {
         sqlx::query("DELETE FROM queue_events WHERE id = ?1")
             .bind(row_id(delivery)?)

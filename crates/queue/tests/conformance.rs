@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use nimbus_core::{FunctionName, RequestId};
+use nimbus_core::{Attempt, FunctionName, RequestId};
 use nimbus_queue::{
-    AttemptError, Delivery, EventQueue, QueueStats, QueuedEvent, RedisQueue, RedisQueueConfig,
-    SqliteQueue, SqliteQueueConfig,
+    Delivery, EventQueue, QueueStats, QueuedEvent, RedisQueue, RedisQueueConfig, SqliteQueue,
+    SqliteQueueConfig,
 };
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -101,11 +101,11 @@ fn event(n: usize) -> QueuedEvent {
 }
 
 fn failed(mut event: QueuedEvent, message: &str) -> QueuedEvent {
-    event.attempt += 1;
-    event.errors.push(AttemptError {
-        at: now_ms(),
-        error_type: "Unhandled".into(),
-        message: message.into(),
+    event.attempts.push(Attempt {
+        started_at: now_ms(),
+        finished_at: now_ms(),
+        error_type: Some("Unhandled".into()),
+        error_message: Some(message.into()),
     });
     event
 }
@@ -226,8 +226,11 @@ mod cases {
         );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].event, retried);
-        assert_eq!(got[0].event.attempt, 1);
-        assert_eq!(got[0].event.errors[0].message, "boom");
+        assert_eq!(got[0].event.attempts.len(), 1);
+        assert_eq!(
+            got[0].event.attempts[0].error_message.as_deref(),
+            Some("boom")
+        );
         assert!(!got[0].redelivered);
         assert_ne!(got[0].id, first.id);
         q.ack(&got[0]).await.unwrap();
@@ -257,6 +260,30 @@ mod cases {
         q.ack(&again[0]).await.unwrap();
         // The first consumer wakes up late: its ack is harmless.
         q.ack(&first[0]).await.unwrap();
+        assert_empty(q).await;
+    }
+
+    pub(super) async fn touch_keeps_a_claim_past_the_visibility_timeout(f: Fixture) {
+        let q = &*f.queue;
+        q.enqueue(&event(1)).await.unwrap();
+        let first = q.claim("a", 10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(first.len(), 1);
+        // Heartbeats at a third of the timeout hold the event for three whole timeouts.
+        let held_until = Instant::now() + SHORT_VISIBILITY * 3;
+        while Instant::now() < held_until {
+            assert!(q.touch("a", &first[0]).await.unwrap());
+            assert!(q.claim("b", 10, Duration::ZERO).await.unwrap().is_empty());
+            tokio::time::sleep(SHORT_VISIBILITY / 3).await;
+        }
+        assert!(!q.touch("b", &first[0]).await.unwrap(), "b never held it");
+
+        // Without heartbeats it expires, and the old holder can not take it back.
+        let again = claim_eventually(q, "b").await;
+        assert_eq!(again.len(), 1);
+        assert!(again[0].redelivered);
+        assert!(!q.touch("a", &again[0]).await.unwrap());
+        q.ack(&again[0]).await.unwrap();
+        assert!(!q.touch("b", &again[0]).await.unwrap(), "acked");
         assert_empty(q).await;
     }
 
@@ -368,6 +395,7 @@ macro_rules! conformance {
             conformance!(@case $backend, ready_events_come_in_order, LONG_VISIBILITY);
             conformance!(@case $backend, retry_later_hides_until_due, LONG_VISIBILITY);
             conformance!(@case $backend, unacked_is_redelivered_after_visibility_timeout, SHORT_VISIBILITY);
+            conformance!(@case $backend, touch_keeps_a_claim_past_the_visibility_timeout, SHORT_VISIBILITY);
             conformance!(@case $backend, consumers_never_share_an_event, LONG_VISIBILITY);
             conformance!(@case $backend, stats_count_each_state, LONG_VISIBILITY);
             conformance!(@case $backend, acks_are_idempotent, LONG_VISIBILITY);

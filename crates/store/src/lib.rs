@@ -21,7 +21,10 @@ mod timestamp;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use nimbus_core::{CodeSha256, FunctionConfig, FunctionName, InvocationRecord, RequestId};
+use nimbus_core::{
+    CodeSha256, Cursor, DeadLetter, DeadLetterFilter, EventInvokeConfig, FunctionConfig,
+    FunctionName, InvocationFilter, InvocationRecord, RedriveMark, RequestId,
+};
 
 pub use cache::{CachedStore, DEFAULT_FUNCTION_CACHE_TTL};
 pub use error::{Error, Result};
@@ -63,10 +66,75 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_function(&self, name: &FunctionName) -> Result<bool>;
 
     /// Inserts or replaces invocation records, all in one transaction. When a request id
-    /// appears more than once, its last record is the one kept.
+    /// appears more than once, its last record is the one kept. A stored record is replaced
+    /// only by one that [supersedes](InvocationRecord::supersedes) it.
     async fn put_invocations(&self, records: &[InvocationRecord]) -> Result<()>;
 
     async fn get_invocation(&self, request_id: &RequestId) -> Result<Option<InvocationRecord>>;
+
+    /// Records matching `filter`, newest first (by `created_at`, then request id), strictly
+    /// after `after` in that order, at most `limit`.
+    async fn list_invocations(
+        &self,
+        filter: &InvocationFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>>;
+
+    /// Creates or replaces the event invoke configuration of `name:qualifier`;
+    /// [`Error::NotFound`] if the function does not exist. Deleting the function deletes it.
+    async fn put_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+        config: &EventInvokeConfig,
+    ) -> Result<()>;
+
+    async fn get_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfig>>;
+
+    /// Every configuration of the function, by qualifier.
+    async fn list_event_invoke_configs(
+        &self,
+        name: &FunctionName,
+    ) -> Result<Vec<(String, EventInvokeConfig)>>;
+
+    /// `false` if there was none.
+    async fn delete_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<bool>;
+
+    /// Stores a dead letter; `false` (and nothing changed) if its request id is already there.
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<bool>;
+
+    async fn get_dead_letter(&self, request_id: &RequestId) -> Result<Option<DeadLetter>>;
+
+    /// Letters matching `filter`, oldest first (by `dead_lettered_at`, then request id),
+    /// strictly after `after`, at most `limit`.
+    async fn list_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>>;
+
+    /// Marks a letter redriven if it is not yet; `false` if it is missing or already marked.
+    async fn mark_redriven(&self, request_id: &RequestId, mark: &RedriveMark) -> Result<bool>;
+
+    /// Takes back a mark set by [`mark_redriven`](Self::mark_redriven) whose re-queue failed;
+    /// only a mark naming `mark.request_id` is removed.
+    async fn unmark_redriven(&self, request_id: &RequestId, mark: &RedriveMark) -> Result<()>;
+
+    /// Deletes one letter; `false` if there was none.
+    async fn delete_dead_letter(&self, request_id: &RequestId) -> Result<bool>;
+
+    /// Deletes every letter matching `filter`, returning how many.
+    async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<u64>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`,
