@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use nimbus_core::{Attempt, FunctionName, RequestId};
+use nimbus_core::{
+    Attempt, FunctionName, InvocationRecord, InvocationStatus, InvocationType, RequestId,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -63,6 +65,31 @@ impl QueuedEvent {
         }
     }
 
+    /// The invocation record of this event as it stands, in `status`: its attempts so far,
+    /// and the error of the last failed one.
+    pub fn record(&self, status: InvocationStatus) -> InvocationRecord {
+        let last = self.attempts.last();
+        let duration_ms = last.map(|attempt| {
+            (attempt.finished_at - attempt.started_at).as_seconds_f64() * 1000.0
+        });
+        InvocationRecord {
+            request_id: self.request_id,
+            function_name: self.function_name.clone(),
+            function_version: self.qualifier.clone(),
+            invocation_type: InvocationType::Event,
+            status,
+            attempts: u32::try_from(self.attempts.len()).unwrap_or(u32::MAX),
+            created_at: self.enqueued_at,
+            started_at: self.attempts.first().map(|attempt| attempt.started_at),
+            finished_at: status.is_terminal().then(OffsetDateTime::now_utc),
+            duration_ms,
+            error_type: last.and_then(|attempt| attempt.error_type.clone()),
+            error_message: last.and_then(|attempt| attempt.error_message.clone()),
+            attempt_history: self.attempts.clone(),
+            redrive_of: self.redrive_of,
+        }
+    }
+
     pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
         Ok(serde_json::to_vec(self)?)
     }
@@ -112,6 +139,35 @@ mod tests {
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
         let json = event.to_json().unwrap();
         assert_eq!(QueuedEvent::from_json(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn records_carry_the_attempts_and_the_last_error() {
+        let mut event = QueuedEvent::new(
+            RequestId::new(),
+            FunctionName::parse("f").unwrap(),
+            "$LATEST",
+            Bytes::from_static(b"{}"),
+        );
+        let queued = event.record(InvocationStatus::Queued);
+        assert_eq!((queued.attempts, queued.error_type), (0, None));
+        assert_eq!(queued.created_at, event.enqueued_at);
+        assert!(queued.finished_at.is_none());
+
+        let started_at = OffsetDateTime::now_utc();
+        event.attempts.push(Attempt {
+            started_at,
+            finished_at: started_at + time::Duration::milliseconds(5),
+            error_type: Some("ValueError".into()),
+            error_message: Some("boom".into()),
+        });
+        let failed = event.record(InvocationStatus::DeadLettered);
+        assert_eq!(failed.attempts, 1);
+        assert_eq!(failed.error_type.as_deref(), Some("ValueError"));
+        assert_eq!(failed.duration_ms, Some(5.0));
+        assert_eq!(failed.started_at, Some(started_at));
+        assert!(failed.finished_at.is_some());
+        assert_eq!(failed.attempt_history, event.attempts);
     }
 
     #[test]
