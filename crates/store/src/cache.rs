@@ -1,7 +1,8 @@
-//! [`CachedStore`]: keeps function configurations in memory for a short time, so the invoke
-//! path does not read the database on every call.
+//! [`CachedStore`]: keeps function configurations and event invoke configurations in memory
+//! for a short time, so the invoke path and the queue-worker (which reads the event invoke
+//! configuration for every event) do not read the database on every call.
 //!
-//! Writes made through this store invalidate its entry at once, so a single gateway (as in
+//! Writes made through this store invalidate its entries at once, so a single gateway (as in
 //! `nimbus dev`) never serves a stale configuration. Writes made through another process are
 //! seen within the time-to-live, like the few seconds Lambda itself takes to apply an update.
 
@@ -10,7 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nimbus_core::{CodeSha256, FunctionConfig, FunctionName, InvocationRecord, RequestId};
+use nimbus_core::{
+    CodeSha256, Cursor, DeadLetter, DeadLetterFilter, EventInvokeConfig, FunctionConfig,
+    FunctionName, InvocationFilter, InvocationRecord, RedriveMark, RequestId,
+};
 use tokio::time::Instant;
 
 use crate::{Result, Store};
@@ -18,14 +22,20 @@ use crate::{Result, Store};
 /// How long a configuration read from the database is reused by default.
 pub const DEFAULT_FUNCTION_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// Entries a cache map holds before expired ones are dropped.
+const PRUNE_AT: usize = 10_000;
+
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     ttl: Duration,
-    functions: Mutex<HashMap<FunctionName, Cached>>,
+    functions: Mutex<HashMap<FunctionName, Cached<FunctionConfig>>>,
+    /// Keyed by function name and qualifier.
+    event_configs: Mutex<HashMap<(FunctionName, String), Cached<EventInvokeConfig>>>,
 }
 
-struct Cached {
-    function: Option<FunctionConfig>,
+/// What the database answered, `None` included, and when it was asked.
+struct Cached<T> {
+    value: Option<T>,
     fetched_at: Instant,
 }
 
@@ -35,15 +45,45 @@ impl CachedStore {
             inner,
             ttl,
             functions: Mutex::new(HashMap::new()),
+            event_configs: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<FunctionName, Cached>> {
+    fn functions(&self) -> MutexGuard<'_, HashMap<FunctionName, Cached<FunctionConfig>>> {
         crate::sync::lock(&self.functions)
     }
 
+    fn event_configs(
+        &self,
+    ) -> MutexGuard<'_, HashMap<(FunctionName, String), Cached<EventInvokeConfig>>> {
+        crate::sync::lock(&self.event_configs)
+    }
+
     fn forget(&self, name: &FunctionName) {
-        self.lock().remove(name);
+        self.functions().remove(name);
+    }
+
+    fn forget_event_config(&self, name: &FunctionName, qualifier: &str) {
+        self.event_configs()
+            .remove(&(name.clone(), qualifier.to_owned()));
+    }
+
+    /// Forgets every qualifier's configuration of `name` (deleting a function deletes them).
+    fn forget_event_configs(&self, name: &FunctionName) {
+        self.event_configs().retain(|(cached, _), _| cached != name);
+    }
+
+    /// Stores what was fetched, first dropping expired entries if the map has grown large.
+    fn remember<K: std::hash::Hash + Eq, T>(
+        &self,
+        map: &mut HashMap<K, Cached<T>>,
+        key: K,
+        cached: Cached<T>,
+    ) {
+        if map.len() >= PRUNE_AT {
+            map.retain(|_, entry| entry.fetched_at.elapsed() < self.ttl);
+        }
+        map.insert(key, cached);
     }
 }
 
@@ -64,22 +104,18 @@ impl Store for CachedStore {
     }
 
     async fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionConfig>> {
-        if let Some(cached) = self.lock().get(name)
+        if let Some(cached) = self.functions().get(name)
             && cached.fetched_at.elapsed() < self.ttl
         {
-            return Ok(cached.function.clone());
+            return Ok(cached.value.clone());
         }
         let fetched_at = Instant::now();
         let function = self.inner.get_function(name).await?;
-        let mut functions = self.lock();
-        // Bound the map by dropping expired entries when it grows.
-        if functions.len() >= 10_000 {
-            functions.retain(|_, cached| cached.fetched_at.elapsed() < self.ttl);
-        }
-        functions.insert(
+        self.remember(
+            &mut self.functions(),
             name.clone(),
             Cached {
-                function: function.clone(),
+                value: function.clone(),
                 fetched_at,
             },
         );
@@ -110,6 +146,7 @@ impl Store for CachedStore {
     async fn delete_function(&self, name: &FunctionName) -> Result<bool> {
         let deleted = self.inner.delete_function(name).await;
         self.forget(name);
+        self.forget_event_configs(name);
         deleted
     }
 
@@ -119,5 +156,102 @@ impl Store for CachedStore {
 
     async fn get_invocation(&self, request_id: &RequestId) -> Result<Option<InvocationRecord>> {
         self.inner.get_invocation(request_id).await
+    }
+
+    async fn list_invocations(
+        &self,
+        filter: &InvocationFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
+        self.inner.list_invocations(filter, after, limit).await
+    }
+
+    async fn put_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+        config: &EventInvokeConfig,
+    ) -> Result<()> {
+        let stored = self
+            .inner
+            .put_event_invoke_config(name, qualifier, config)
+            .await;
+        self.forget_event_config(name, qualifier);
+        stored
+    }
+
+    async fn get_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfig>> {
+        let key = (name.clone(), qualifier.to_owned());
+        if let Some(cached) = self.event_configs().get(&key)
+            && cached.fetched_at.elapsed() < self.ttl
+        {
+            return Ok(cached.value.clone());
+        }
+        let fetched_at = Instant::now();
+        let config = self.inner.get_event_invoke_config(name, qualifier).await?;
+        self.remember(
+            &mut self.event_configs(),
+            key,
+            Cached {
+                value: config.clone(),
+                fetched_at,
+            },
+        );
+        Ok(config)
+    }
+
+    async fn list_event_invoke_configs(
+        &self,
+        name: &FunctionName,
+    ) -> Result<Vec<(String, EventInvokeConfig)>> {
+        self.inner.list_event_invoke_configs(name).await
+    }
+
+    async fn delete_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<bool> {
+        let deleted = self.inner.delete_event_invoke_config(name, qualifier).await;
+        self.forget_event_config(name, qualifier);
+        deleted
+    }
+
+    async fn put_dead_letter(&self, letter: &DeadLetter) -> Result<bool> {
+        self.inner.put_dead_letter(letter).await
+    }
+
+    async fn get_dead_letter(&self, request_id: &RequestId) -> Result<Option<DeadLetter>> {
+        self.inner.get_dead_letter(request_id).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        self.inner.list_dead_letters(filter, after, limit).await
+    }
+
+    async fn mark_redriven(&self, request_id: &RequestId, mark: &RedriveMark) -> Result<bool> {
+        self.inner.mark_redriven(request_id, mark).await
+    }
+
+    async fn unmark_redriven(&self, request_id: &RequestId, mark: &RedriveMark) -> Result<()> {
+        self.inner.unmark_redriven(request_id, mark).await
+    }
+
+    async fn delete_dead_letter(&self, request_id: &RequestId) -> Result<bool> {
+        self.inner.delete_dead_letter(request_id).await
+    }
+
+    async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<u64> {
+        self.inner.purge_dead_letters(filter).await
     }
 }
