@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protos = [root.join("nimbus/invoker/v1/invoker.proto")];
+    let protos = [
+        root.join("nimbus/invoker/v1/invoker.proto"),
+        root.join("nimbus/dlq/v1/dlq.proto"),
+    ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }

@@ -14,14 +14,14 @@ use nimbus_core::{
     Invoker, RequestId, Result, Runtime,
 };
 use nimbus_proto::invoker as pb;
+use nimbus_proto::status::{from_status, to_status};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tonic::Status;
 use tonic::transport::{Channel, Endpoint, Server};
-use tonic::{Code, Status};
 
 /// Room for a 6 MB payload plus the rest of the message.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-const ERROR_TYPE_KEY: &str = "x-amzn-errortype";
 
 /// The gRPC service for `invoker`.
 pub fn service(invoker: Arc<dyn Invoker>) -> pb::invoker_server::InvokerServer<InvokerService> {
@@ -87,35 +87,8 @@ impl Invoker for RemoteInvoker {
             .clone()
             .invoke(request_to_wire(request))
             .await
-            .map_err(from_status)?;
+            .map_err(|status| from_status(status, "invoker"))?;
         outcome_from_wire(response.into_inner())
-    }
-}
-
-fn to_status(error: Error) -> Status {
-    let code = match &error {
-        Error::ResourceNotFound(_) => Code::NotFound,
-        Error::ResourceConflict(_) => Code::AlreadyExists,
-        Error::PreconditionFailed(_) => Code::FailedPrecondition,
-        Error::TooManyRequests(_) => Code::ResourceExhausted,
-        Error::Service(_) => Code::Internal,
-        _ => Code::InvalidArgument,
-    };
-    let mut status = Status::new(code, error.detail());
-    if let Ok(value) = error.lambda_type().parse() {
-        status.metadata_mut().insert(ERROR_TYPE_KEY, value);
-    }
-    status
-}
-
-fn from_status(status: Status) -> Error {
-    match status
-        .metadata()
-        .get(ERROR_TYPE_KEY)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(lambda_type) => Error::from_parts(lambda_type, status.message().to_owned()),
-        None => Error::Service(format!("invoker unreachable: {status}")),
     }
 }
 
@@ -259,26 +232,5 @@ mod tests {
         assert_eq!(back.client_context, request.client_context);
         assert_eq!(back.trace_id, request.trace_id);
         assert!(back.want_log_tail);
-    }
-
-    #[test]
-    fn errors_survive_a_status() {
-        let errors = [
-            Error::ResourceNotFound("f".into()),
-            Error::InvalidParameterValue("p".into()),
-            Error::TooManyRequests(ThrottleReason::NodeConcurrency),
-            Error::TooManyRequests(ThrottleReason::FunctionConcurrency),
-            Error::Service("boom".into()),
-        ];
-        for error in errors {
-            let status = to_status(error.clone());
-            assert_eq!(from_status(status), error);
-        }
-        assert_eq!(
-            to_status(Error::TooManyRequests(ThrottleReason::NodeConcurrency)).code(),
-            Code::ResourceExhausted
-        );
-        let bare = from_status(Status::unavailable("connection refused"));
-        assert!(matches!(bare, Error::Service(m) if m.starts_with("invoker unreachable")));
     }
 }

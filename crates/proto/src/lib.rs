@@ -1,7 +1,16 @@
 //! The gRPC contracts of Nimbus' services, generated from the top-level `proto/` folder.
 //!
-//! Nothing else lives here: domain types are in `nimbus-core`, and each service converts at
-//! its boundary.
+//! Besides the generated code, only what every service needs at the wire boundary: how a
+//! domain error travels as a gRPC status ([`status`]). Domain types are in `nimbus-core`, and
+//! each service converts its messages itself.
+
+pub mod status;
+
+pub mod dlq {
+    //! `nimbus.dlq.v1`: store, list, inspect, redrive and purge dead letters.
+    #![allow(unreachable_pub, clippy::all)]
+    tonic::include_proto!("nimbus.dlq.v1");
+}
 
 pub mod invoker {
     //! `nimbus.invoker.v1`: run one invocation of a function.
