@@ -34,6 +34,12 @@ impl From<nimbus_store::Error> for ApiError {
     }
 }
 
+impl From<nimbus_queue::Error> for ApiError {
+    fn from(error: nimbus_queue::Error) -> Self {
+        Self::Lambda(error.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {

@@ -1,15 +1,17 @@
 //! `Invoke`: `POST /2015-03-31/functions/{FunctionName}/invocations`.
 //!
 //! The `X-Amz-*` headers are parsed first, then the invocation type picks the path:
-//! `RequestResponse` and `DryRun` run here; `Event` is one arm, waiting for the queue. The
-//! payload is read against the limit of its path and never past it. Every synchronous
-//! invocation leaves a record under the request's id, which is also the id the function sees.
+//! `RequestResponse` and `DryRun` run the function here; `Event` appends the event to the
+//! queue and answers `202` once the queue holds it durably. The payload is read against the
+//! limit of its path and never past it. Every invocation leaves a record under the request's
+//! id, which is also the id the function sees: a sync one when it ends, an event `queued` as
+//! soon as it is accepted.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -17,6 +19,7 @@ use nimbus_core::{
     Error, FunctionName, InvocationRecord, InvocationStatus, InvocationType, InvokeOutcome,
     InvokeRequest, RequestId, limits,
 };
+use nimbus_queue::QueuedEvent;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -34,6 +37,8 @@ const TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 const EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
 const FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error");
 const LOG_RESULT: HeaderName = HeaderName::from_static("x-amz-log-result");
+const CALLBACK_URL: HeaderName = HeaderName::from_static("x-nimbus-callback-url");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A function error's message is kept in the record up to this many bytes; the full error
 /// document went back to the caller.
@@ -61,11 +66,97 @@ pub(crate) async fn invoke(
         InvocationType::RequestResponse | InvocationType::DryRun => {
             invoke_sync(&state, request_id, name, options, &headers, body).await
         }
-        // The asynchronous path belongs here once the gateway has an event queue.
-        InvocationType::Event => Err(Error::InvalidParameterValue(
-            "Event invocations are not enabled on this gateway".to_owned(),
-        )
-        .into()),
+        InvocationType::Event => invoke_async(&state, request_id, name, &headers, body).await,
+    }
+}
+
+/// `Event`: checks what a caller must hear about now (size, function, JSON, callback URL),
+/// then enqueues. `X-Amz-Log-Type: Tail` is accepted and ignored, and the client context is
+/// not passed on, as on Lambda.
+async fn invoke_async(
+    state: &AppState,
+    request_id: RequestId,
+    name: FunctionName,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.config().max_async_payload_bytes;
+    let too_large = || {
+        Error::RequestTooLarge(format!(
+            "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+        ))
+    };
+    if payload::declared_length(headers).is_some_and(|length| length > limit as u64) {
+        return Err(too_large().into());
+    }
+    let function = functions::load(state, &name).await?;
+    let callback_url = text(headers, &CALLBACK_URL)?
+        .map(checked_callback_url)
+        .transpose()?;
+    let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
+
+    let mut event = QueuedEvent::new(request_id, name, function.version, payload);
+    event.trace_context = trace_context(headers);
+    event.callback_url = callback_url;
+    state.queue().enqueue(&event).await?;
+    // Only now: an event the queue refused must leave no record saying it waits.
+    state
+        .records()
+        .record(event.record(InvocationStatus::Queued))
+        .await;
+    tracing::debug!(function = %event.function_name, "event queued");
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `X-Nimbus-Callback-Url`: where the worker POSTs the record once the invocation ends. It
+/// must be an absolute `http` or `https` URL.
+fn checked_callback_url(url: &str) -> Result<String, Error> {
+    let invalid = |why: &str| {
+        Error::InvalidParameterValue(format!(
+            "X-Nimbus-Callback-Url must be an absolute http or https URL ({why}): {url}"
+        ))
+    };
+    let uri: Uri = url.parse().map_err(|_| invalid("it does not parse"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return Err(invalid("unsupported scheme")),
+        None => return Err(invalid("no scheme")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    Ok(url.to_owned())
+}
+
+/// The W3C `traceparent` header, when it is well formed
+/// (`VERSION-TRACEID-PARENTID-FLAGS`, lowercase hex, ids not all zero). A malformed one is
+/// dropped, as the W3C recommendation says, rather than refused or passed on.
+fn trace_context(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(&TRACEPARENT)?.to_str().ok()?.trim();
+    let hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let nonzero = |part: &str| part.bytes().any(|b| b != b'0');
+    let parts: Vec<&str> = value.split('-').collect();
+    let valid = match parts.as_slice() {
+        [version, trace_id, parent_id, flags, rest @ ..] => {
+            hex(version, 2)
+                && *version != "ff"
+                // Version 00 has exactly four fields; later versions may add some.
+                && (rest.is_empty() || *version != "00")
+                && hex(trace_id, 32)
+                && nonzero(trace_id)
+                && hex(parent_id, 16)
+                && nonzero(parent_id)
+                && hex(flags, 2)
+        }
+        _ => false,
+    };
+    if valid {
+        Some(value.to_owned())
+    } else {
+        tracing::debug!(traceparent = value, "ignoring a malformed traceparent");
+        None
     }
 }
 
@@ -254,6 +345,9 @@ fn record_of(
         duration_ms: None,
         error_type: None,
         error_message: None,
+        // A synchronous invocation is its one attempt; the history is for events.
+        attempt_history: Vec::new(),
+        redrive_of: None,
     };
     match result {
         Ok(outcome) => {

@@ -1,11 +1,15 @@
-//! Nimbus' public HTTP API: the AWS Lambda REST API (`/2015-03-31/functions...`), shaped as
+//! Nimbus' public HTTP API: the AWS Lambda REST API (`/2015-03-31/functions...`, invoke
+//! included, sync and `Event`, and the `/2019-09-25` event invoke configuration), shaped as
 //! botocore's service model says so that unmodified AWS CLIs and SDKs work against it, and the
-//! `/nimbus/v1` extensions (invocation records, code download).
+//! `/nimbus/v1` extensions (invocation records, dead letters, code download).
 //!
-//! Build an [`AppState`], turn it into a [`router`], and run it with [`serve`].
+//! Build an [`AppState`], turn it into a [`router`], and run it with [`serve`]. The routes
+//! are listed in `docs/api.md`.
 
 mod code;
+mod dead_letters;
 mod error;
+mod event_invoke;
 mod extract;
 mod functions;
 mod invocations;
@@ -60,15 +64,47 @@ pub fn router(state: AppState) -> Router {
             post(invoke::invoke),
         )
         .route(
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config",
+            get(event_invoke::get_config)
+                .put(event_invoke::put_config)
+                .post(event_invoke::update_config)
+                .delete(event_invoke::delete_config),
+        )
+        .route(
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config/list",
+            get(event_invoke::list_configs),
+        )
+        .route(
+            "/nimbus/v1/invocations",
+            get(invocations::list_invocations),
+        )
+        .route(
             "/nimbus/v1/invocations/{RequestId}",
             get(invocations::get_invocation),
+        )
+        .route(
+            "/nimbus/v1/dead-letters",
+            get(dead_letters::list).delete(dead_letters::purge_matching),
+        )
+        // A static segment wins over `{RequestId}`, which is a UUID and never `redrive`.
+        .route(
+            "/nimbus/v1/dead-letters/redrive",
+            post(dead_letters::redrive_matching),
+        )
+        .route(
+            "/nimbus/v1/dead-letters/{RequestId}",
+            get(dead_letters::get).delete(dead_letters::delete_one),
+        )
+        .route(
+            "/nimbus/v1/dead-letters/{RequestId}/redrive",
+            post(dead_letters::redrive_one),
         )
         .route("/nimbus/v1/code/{CodeSha256}", get(code::download))
         // Must follow the routes: it applies to those already added.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_operation)
         // Only the buffering extractors honour this; the invoke handler reads its body itself
-        // against the smaller payload limit.
+        // against the smaller payload limits.
         .layer(DefaultBodyLimit::max(MAX_CONTROL_BODY_BYTES))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)

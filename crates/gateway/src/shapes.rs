@@ -1,17 +1,21 @@
 //! The JSON shapes on the wire, named as botocore's Lambda service model names them
-//! (PascalCase members), and the `/nimbus/v1` invocation record (camelCase).
+//! (PascalCase members), and the `/nimbus/v1` shapes (invocation records, dead letters), which
+//! are Nimbus' own and use camelCase throughout.
 //!
 //! Request members Nimbus does not implement (VPC, layers, tags, ...) are accepted and
 //! ignored, as tools such as the CLI and SAM send several of them empty by default.
 
 use std::collections::BTreeMap;
 
-use nimbus_core::{Error, FunctionConfig, InvocationRecord};
+use base64::Engine as _;
+use nimbus_core::{Attempt, DeadLetter, Error, FunctionConfig, InvocationRecord, Redriven};
+use serde_json::value::RawValue;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
+use crate::code::BASE64;
 use crate::state::GatewayConfig;
 
 /// Lambda's `LastModified`: `2024-01-31T12:34:56.789+0000`, always in UTC.
@@ -101,11 +105,35 @@ pub(crate) struct UpdateFunctionConfigurationRequest {
     pub(crate) revision_id: Option<String>,
 }
 
+/// `ListFunctions` and `ListFunctionEventInvokeConfigs` page the same way.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ListFunctionsQuery {
     pub(crate) marker: Option<String>,
     pub(crate) max_items: Option<u32>,
+}
+
+/// The body of `PutFunctionEventInvokeConfig` and `UpdateFunctionEventInvokeConfig`. The
+/// numbers are read wide so that a negative one is refused with the model's message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct EventInvokeConfigRequest {
+    pub(crate) maximum_retry_attempts: Option<i64>,
+    pub(crate) maximum_event_age_in_seconds: Option<i64>,
+    pub(crate) destination_config: Option<DestinationConfigRequest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DestinationConfigRequest {
+    pub(crate) on_success: Option<DestinationRequest>,
+    pub(crate) on_failure: Option<DestinationRequest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DestinationRequest {
+    pub(crate) destination: Option<String>,
 }
 
 // ---- responses ----
@@ -245,7 +273,73 @@ pub(crate) struct ListFunctionsResponse {
     pub(crate) next_marker: Option<String>,
 }
 
+/// `FunctionEventInvokeConfig`. Unset limits are left out (they mean Lambda's defaults);
+/// `DestinationConfig` is always there, with empty members when nothing is configured, as
+/// Lambda answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FunctionEventInvokeConfig {
+    /// Epoch seconds: rest-json's default timestamp format, which the model's `Date` keeps.
+    last_modified: f64,
+    function_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maximum_retry_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maximum_event_age_in_seconds: Option<u32>,
+    destination_config: DestinationConfigResponse,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DestinationConfigResponse {
+    on_success: DestinationResponse,
+    on_failure: DestinationResponse,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DestinationResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<String>,
+}
+
+impl FunctionEventInvokeConfig {
+    pub(crate) fn new(function_arn: String, config: &nimbus_core::EventInvokeConfig) -> Self {
+        Self {
+            last_modified: epoch_seconds(config.last_modified),
+            function_arn,
+            maximum_retry_attempts: config.maximum_retry_attempts,
+            maximum_event_age_in_seconds: config.maximum_event_age_secs,
+            destination_config: DestinationConfigResponse {
+                on_success: DestinationResponse {
+                    destination: config.on_success.clone(),
+                },
+                on_failure: DestinationResponse {
+                    destination: config.on_failure.clone(),
+                },
+            },
+        }
+    }
+}
+
+/// Seconds since the epoch with millisecond precision, as Lambda sends `Date` members.
+fn epoch_seconds(at: OffsetDateTime) -> f64 {
+    let millis = at.unix_timestamp_nanos() / 1_000_000;
+    millis as f64 / 1000.0
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListFunctionEventInvokeConfigsResponse {
+    pub(crate) function_event_invoke_configs: Vec<FunctionEventInvokeConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+}
+
+// ---- /nimbus/v1 ----
+
 /// `GET /nimbus/v1/invocations/{id}`: an invocation record, timestamps in RFC 3339.
+/// `attempts` counts the attempts; `attemptHistory` has each of an event's attempts.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct InvocationRecordView {
@@ -264,6 +358,9 @@ pub(crate) struct InvocationRecordView {
     duration_ms: Option<f64>,
     error_type: Option<String>,
     error_message: Option<String>,
+    attempt_history: Vec<AttemptView>,
+    /// The dead letter's request id, for an event redriven from the dead-letter queue.
+    redrive_of: Option<String>,
 }
 
 impl From<InvocationRecord> for InvocationRecordView {
@@ -281,8 +378,153 @@ impl From<InvocationRecord> for InvocationRecordView {
             duration_ms: record.duration_ms,
             error_type: record.error_type,
             error_message: record.error_message,
+            attempt_history: record.attempt_history.into_iter().map(Into::into).collect(),
+            redrive_of: record.redrive_of.map(|id| id.to_string()),
         }
     }
+}
+
+/// One attempt of an asynchronous invocation; the error members are null for a success.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AttemptView {
+    #[serde(with = "time::serde::rfc3339")]
+    started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    finished_at: OffsetDateTime,
+    duration_ms: f64,
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(attempt: Attempt) -> Self {
+        Self {
+            duration_ms: (attempt.finished_at - attempt.started_at).as_seconds_f64() * 1000.0,
+            started_at: attempt.started_at,
+            finished_at: attempt.finished_at,
+            error_type: attempt.error_type,
+            error_message: attempt.error_message,
+        }
+    }
+}
+
+/// `GET /nimbus/v1/invocations`: newest first; `nextToken` is null on the last page.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InvocationList {
+    pub(crate) invocations: Vec<InvocationRecordView>,
+    pub(crate) next_token: Option<String>,
+}
+
+/// A dead letter. The payload is there only when one letter is asked for: as JSON in
+/// `payload` when it parses (it always should: the gateway accepted only JSON), else as
+/// base64 in `payloadBase64`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeadLetterView {
+    request_id: String,
+    function_name: String,
+    qualifier: String,
+    reason: &'static str,
+    attempts: usize,
+    attempt_history: Vec<AttemptView>,
+    #[serde(with = "time::serde::rfc3339")]
+    enqueued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    dead_lettered_at: OffsetDateTime,
+    /// Null until the letter is redriven.
+    redrive: Option<RedriveView>,
+    payload_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RedriveView {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    /// The request id of the invocation the redrive started.
+    request_id: String,
+}
+
+impl DeadLetterView {
+    /// Without the payload, for listings.
+    pub(crate) fn summary(letter: DeadLetter) -> Self {
+        Self {
+            request_id: letter.request_id.to_string(),
+            function_name: letter.function_name.to_string(),
+            qualifier: letter.qualifier,
+            reason: letter.reason.as_str(),
+            attempts: letter.attempts.len(),
+            attempt_history: letter.attempts.into_iter().map(Into::into).collect(),
+            enqueued_at: letter.enqueued_at,
+            dead_lettered_at: letter.dead_lettered_at,
+            redrive: letter.redrive.map(|mark| RedriveView {
+                at: mark.at,
+                request_id: mark.request_id.to_string(),
+            }),
+            payload_bytes: letter.payload.len(),
+            payload: None,
+            payload_base64: None,
+        }
+    }
+
+    /// With the payload, verbatim when it is JSON.
+    pub(crate) fn full(letter: DeadLetter) -> Self {
+        let payload = letter.payload.clone();
+        let mut view = Self::summary(letter);
+        let json = String::from_utf8(payload.to_vec())
+            .ok()
+            .and_then(|text| RawValue::from_string(text).ok());
+        match json {
+            Some(json) => view.payload = Some(json),
+            None => view.payload_base64 = Some(BASE64.encode(&payload)),
+        }
+        view
+    }
+}
+
+/// `GET /nimbus/v1/dead-letters`: oldest first; `nextToken` is null on the last page.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeadLetterList {
+    pub(crate) dead_letters: Vec<DeadLetterView>,
+    pub(crate) next_token: Option<String>,
+}
+
+/// What a redrive did: one entry per letter re-queued.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RedriveResult {
+    pub(crate) redriven: Vec<RedrivenView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RedrivenView {
+    original_request_id: String,
+    /// The new invocation's id: its record is at `/nimbus/v1/invocations/{requestId}`.
+    request_id: String,
+}
+
+impl From<Redriven> for RedrivenView {
+    fn from(redriven: Redriven) -> Self {
+        Self {
+            original_request_id: redriven.original.to_string(),
+            request_id: redriven.request_id.to_string(),
+        }
+    }
+}
+
+/// What a purge by filter did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PurgeResult {
+    pub(crate) purged: u64,
 }
 
 #[cfg(test)]

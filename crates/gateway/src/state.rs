@@ -1,9 +1,10 @@
-//! What every handler shares: the store, the invoker, the invocation record writer and the
-//! gateway's configuration.
+//! What every handler shares: the store, the invoker, the event queue, the DLQ service, the
+//! invocation record writer and the gateway's configuration.
 
 use std::sync::Arc;
 
-use nimbus_core::{FunctionName, Invoker, limits};
+use nimbus_core::{DeadLetters, FunctionName, Invoker, limits};
+use nimbus_queue::EventQueue;
 use nimbus_store::{RecordWriter, Store};
 
 /// The gateway's settings, validated by the binary that builds them.
@@ -11,6 +12,8 @@ use nimbus_store::{RecordWriter, Store};
 pub struct GatewayConfig {
     /// Largest synchronous invoke payload; larger requests get `413` unread.
     pub max_sync_payload_bytes: usize,
+    /// Largest asynchronous (`Event`) invoke payload; larger requests get `413` unread.
+    pub max_async_payload_bytes: usize,
     /// Region shown in ARNs.
     pub region: String,
     /// Account id shown in ARNs and in the default role.
@@ -21,6 +24,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             max_sync_payload_bytes: limits::MAX_SYNC_PAYLOAD_BYTES,
+            max_async_payload_bytes: limits::MAX_ASYNC_PAYLOAD_BYTES,
             region: "us-east-1".to_owned(),
             account_id: "000000000000".to_owned(),
         }
@@ -30,6 +34,11 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     pub(crate) fn function_arn(&self, name: &FunctionName) -> String {
         nimbus_core::function::function_arn(&self.region, &self.account_id, name)
+    }
+
+    /// The ARN of one version of a function: `arn:...:function:NAME:QUALIFIER`.
+    pub(crate) fn qualified_arn(&self, name: &FunctionName, qualifier: &str) -> String {
+        format!("{}:{qualifier}", self.function_arn(name))
     }
 
     /// The role a function gets when `CreateFunction` names none (Nimbus does not use roles).
@@ -47,14 +56,20 @@ pub struct AppState {
 struct Shared {
     store: Arc<dyn Store>,
     invoker: Arc<dyn Invoker>,
+    queue: Arc<dyn EventQueue>,
+    dead_letters: Arc<dyn DeadLetters>,
     records: RecordWriter,
     config: GatewayConfig,
 }
 
 impl AppState {
+    /// `queue` takes the `Event` invocations the gateway accepts; `dead_letters` is the DLQ
+    /// service (in-process or its gRPC client) that `/nimbus/v1/dead-letters` fronts.
     pub fn new(
         store: Arc<dyn Store>,
         invoker: Arc<dyn Invoker>,
+        queue: Arc<dyn EventQueue>,
+        dead_letters: Arc<dyn DeadLetters>,
         records: RecordWriter,
         config: GatewayConfig,
     ) -> Self {
@@ -62,6 +77,8 @@ impl AppState {
             inner: Arc::new(Shared {
                 store,
                 invoker,
+                queue,
+                dead_letters,
                 records,
                 config,
             }),
@@ -74,6 +91,14 @@ impl AppState {
 
     pub(crate) fn invoker(&self) -> &dyn Invoker {
         self.inner.invoker.as_ref()
+    }
+
+    pub(crate) fn queue(&self) -> &dyn EventQueue {
+        self.inner.queue.as_ref()
+    }
+
+    pub(crate) fn dead_letters(&self) -> &dyn DeadLetters {
+        self.inner.dead_letters.as_ref()
     }
 
     pub(crate) fn records(&self) -> &RecordWriter {
