@@ -1,0 +1,397 @@
+//! One delivery, from claim to its next state: run the function, then succeed, retry after a
+//! wait, back off, or dead-letter. Every path either hands the event back to the queue
+//! (`retry_later`) or acks it, and acks only after what must survive the event (the dead
+//! letter, a destination's event) is stored.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use nimbus_core::function::function_arn;
+use nimbus_core::{
+    Attempt, DeadLetter, DeadLetterReason, Error, EventInvokeConfig, FunctionConfig, FunctionName,
+    InvocationStatus, InvokeOutcome, InvokeRequest, RequestId,
+};
+use nimbus_queue::{Delivery, QueuedEvent};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::destination::{Condition, invocation_record};
+use crate::worker::Shared;
+
+/// Stored error messages are cut to this many bytes; the function's full error document went
+/// to its logs.
+const MAX_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// Why handling a delivery stopped short; the delivery stays claimed and is redelivered.
+#[derive(Debug, thiserror::Error)]
+enum Unfinished {
+    #[error("queue: {0}")]
+    Queue(#[from] nimbus_queue::Error),
+    #[error("store: {0}")]
+    Store(#[from] nimbus_store::Error),
+    #[error("{0}")]
+    Service(#[from] Error),
+}
+
+type Result<T, E = Unfinished> = std::result::Result<T, E>;
+
+impl Shared {
+    pub(crate) async fn process(&self, delivery: Delivery) {
+        let request_id = delivery.event.request_id;
+        if delivery.redelivered {
+            self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%request_id, "event redelivered after an expired claim; it may run twice");
+        }
+        if let Err(error) = self.try_process(&delivery).await {
+            tracing::warn!(
+                %request_id, %error,
+                "event left claimed; it is redelivered after the visibility timeout"
+            );
+        }
+    }
+
+    async fn try_process(&self, delivery: &Delivery) -> Result<()> {
+        let mut event = delivery.event.clone();
+        let Some(function) = self.store.get_function(&event.function_name).await? else {
+            let config = EventInvokeConfig::empty();
+            return self
+                .dead_letter(
+                    delivery,
+                    event,
+                    DeadLetterReason::FunctionNotFound,
+                    &config,
+                    None,
+                )
+                .await;
+        };
+        let config = self
+            .store
+            .get_event_invoke_config(&event.function_name, &event.qualifier)
+            .await?
+            .unwrap_or_else(EventInvokeConfig::empty);
+        let deadline = deadline(&event, &config);
+        let allowed_attempts = 1 + config.retry_attempts() as usize;
+        // An event whose dead letter could not be stored comes back with its attempts spent.
+        if event.attempts.len() >= allowed_attempts {
+            let reason = DeadLetterReason::RetriesExhausted;
+            return self
+                .dead_letter(delivery, event, reason, &config, None)
+                .await;
+        }
+        if OffsetDateTime::now_utc() >= deadline {
+            let reason = DeadLetterReason::EventAgeExceeded;
+            return self
+                .dead_letter(delivery, event, reason, &config, None)
+                .await;
+        }
+
+        let started_at = OffsetDateTime::now_utc();
+        let mut running = event.record(InvocationStatus::Running);
+        running.attempts += 1;
+        running.started_at.get_or_insert(started_at);
+        self.records.record(running).await;
+
+        let result = self.invoke(delivery, &event, function).await;
+        let finished_at = OffsetDateTime::now_utc();
+        match result {
+            Ok(outcome) if outcome.function_error.is_none() => {
+                event.attempts.push(Attempt {
+                    started_at,
+                    finished_at,
+                    error_type: None,
+                    error_message: None,
+                });
+                self.succeed(delivery, event, &config, &outcome).await
+            }
+            Ok(outcome) => {
+                let (error_type, error_message) = function_error(&outcome);
+                tracing::info!(request_id = %event.request_id, %error_type, attempt = event.attempts.len() + 1, "attempt failed");
+                event.attempts.push(Attempt {
+                    started_at,
+                    finished_at,
+                    error_type: Some(error_type),
+                    error_message: Some(error_message),
+                });
+                event.system_retries = 0;
+                let made = u32::try_from(event.attempts.len()).unwrap_or(u32::MAX);
+                if event.attempts.len() >= allowed_attempts {
+                    let reason = DeadLetterReason::RetriesExhausted;
+                    return self
+                        .dead_letter(delivery, event, reason, &config, Some(&outcome))
+                        .await;
+                }
+                let delay = self
+                    .config
+                    .retry
+                    .function_error_delay(made, fastrand::f64());
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                self.retry_after(
+                    delivery,
+                    event,
+                    delay,
+                    deadline,
+                    &config,
+                    Some(&outcome),
+                    None,
+                )
+                .await
+            }
+            Err(error) => {
+                tracing::info!(request_id = %event.request_id, %error, "event not run; backing off");
+                event.system_retries = event.system_retries.saturating_add(1);
+                let delay = self.config.retry.system_error_delay(event.system_retries);
+                self.counters.backed_off.fetch_add(1, Ordering::Relaxed);
+                self.retry_after(
+                    delivery,
+                    event,
+                    delay,
+                    deadline,
+                    &config,
+                    None,
+                    Some(&error),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Runs the attempt, extending the delivery's claim while the function runs.
+    async fn invoke(
+        &self,
+        delivery: &Delivery,
+        event: &QueuedEvent,
+        function: FunctionConfig,
+    ) -> Result<InvokeOutcome, Error> {
+        let request = InvokeRequest {
+            request_id: event.request_id,
+            function,
+            payload: event.payload.clone(),
+            client_context: None,
+            want_log_tail: false,
+            trace_id: None,
+        };
+        let invocation = self.invoker.invoke(request);
+        tokio::pin!(invocation);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut invocation => return result,
+                _ = heartbeat.tick() => {
+                    match self.queue.touch(&self.config.consumer, delivery).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            request_id = %event.request_id,
+                            "claim lost while the function runs; another worker may run it too"
+                        ),
+                        Err(error) => tracing::warn!(
+                            request_id = %event.request_id, %error, "cannot extend the claim"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn succeed(
+        &self,
+        delivery: &Delivery,
+        event: QueuedEvent,
+        config: &EventInvokeConfig,
+        outcome: &InvokeOutcome,
+    ) -> Result<()> {
+        self.report(&event, config, Condition::Success, Some(outcome))
+            .await?;
+        self.queue.ack(delivery).await?;
+        let mut record = event.record(InvocationStatus::Succeeded);
+        record
+            .function_version
+            .clone_from(&outcome.executed_version);
+        record.duration_ms = Some(outcome.duration.as_secs_f64() * 1000.0);
+        self.records.record(record).await;
+        self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Hands the event back to the queue for `delay`, or dead-letters it if that would take
+    /// it past its maximum age.
+    #[allow(clippy::too_many_arguments)]
+    async fn retry_after(
+        &self,
+        delivery: &Delivery,
+        event: QueuedEvent,
+        delay: Duration,
+        deadline: OffsetDateTime,
+        config: &EventInvokeConfig,
+        outcome: Option<&InvokeOutcome>,
+        system_error: Option<&Error>,
+    ) -> Result<()> {
+        let at = OffsetDateTime::now_utc() + delay;
+        if at >= deadline {
+            let reason = DeadLetterReason::EventAgeExceeded;
+            return self
+                .dead_letter(delivery, event, reason, config, outcome)
+                .await;
+        }
+        self.queue.retry_later(delivery, &event, at).await?;
+        let mut record = event.record(InvocationStatus::Retrying);
+        if let Some(error) = system_error {
+            record.error_type = Some(error.lambda_type().to_owned());
+            record.error_message = Some(error.public_message());
+        }
+        self.records.record(record).await;
+        Ok(())
+    }
+
+    /// Stores the dead letter, reports the failure, then acks. If the DLQ service can not
+    /// take the letter, the event goes back to the queue with its attempts, to be
+    /// dead-lettered when it comes back.
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        mut event: QueuedEvent,
+        reason: DeadLetterReason,
+        config: &EventInvokeConfig,
+        outcome: Option<&InvokeOutcome>,
+    ) -> Result<()> {
+        let letter = DeadLetter {
+            request_id: event.request_id,
+            function_name: event.function_name.clone(),
+            qualifier: event.qualifier.clone(),
+            payload: event.payload.clone(),
+            attempts: event.attempts.clone(),
+            reason,
+            enqueued_at: event.enqueued_at,
+            dead_lettered_at: OffsetDateTime::now_utc(),
+            redrive: None,
+        };
+        if let Err(error) = self.dead_letters.put(letter).await {
+            event.system_retries = event.system_retries.saturating_add(1);
+            let at = OffsetDateTime::now_utc()
+                + self.config.retry.system_error_delay(event.system_retries);
+            self.queue.retry_later(delivery, &event, at).await?;
+            return Err(error.into());
+        }
+        let condition = match reason {
+            DeadLetterReason::RetriesExhausted => Some(Condition::RetriesExhausted),
+            DeadLetterReason::EventAgeExceeded => Some(Condition::EventAgeExceeded),
+            DeadLetterReason::FunctionNotFound => None,
+        };
+        if let Some(condition) = condition {
+            self.report(&event, config, condition, outcome).await?;
+        }
+        self.queue.ack(delivery).await?;
+        let mut record = event.record(InvocationStatus::DeadLettered);
+        if event.attempts.is_empty() {
+            record.error_type = Some(reason.as_str().to_owned());
+        }
+        self.records.record(record).await;
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends the invocation record to the configured destination (queued before the event
+    /// is acked) and to the caller's callback URL (in the background, with retries).
+    async fn report(
+        &self,
+        event: &QueuedEvent,
+        config: &EventInvokeConfig,
+        condition: Condition,
+        outcome: Option<&InvokeOutcome>,
+    ) -> Result<()> {
+        let destination = match condition {
+            Condition::Success => config.on_success.as_deref(),
+            Condition::RetriesExhausted | Condition::EventAgeExceeded => {
+                config.on_failure.as_deref()
+            }
+        };
+        if destination.is_none() && event.callback_url.is_none() {
+            return Ok(());
+        }
+        let arn = function_arn(
+            &self.config.region,
+            &self.config.account_id,
+            &event.function_name,
+        );
+        let document = invocation_record(event, &arn, condition, outcome);
+        if let Some(destination) = destination {
+            let (name, qualifier) = FunctionName::parse_reference(destination)?;
+            let mut delivered = QueuedEvent::new(
+                RequestId::new(),
+                name,
+                qualifier.unwrap_or_else(|| nimbus_core::function::LATEST.to_owned()),
+                document.clone(),
+            );
+            delivered.trace_context.clone_from(&event.trace_context);
+            self.queue.enqueue(&delivered).await?;
+            self.records
+                .record(delivered.record(InvocationStatus::Queued))
+                .await;
+        }
+        if let Some(url) = event.callback_url.clone() {
+            self.spawn_callback(url, event.request_id, document);
+        }
+        Ok(())
+    }
+
+    fn spawn_callback(&self, url: String, request_id: RequestId, document: bytes::Bytes) {
+        let http = self.http.clone();
+        let attempts = self.config.callback_attempts.max(1);
+        let retry = self.config.retry;
+        let counters = self.counters.clone();
+        self.callbacks.spawn(async move {
+            for attempt in 1..=attempts {
+                let sent = http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("x-nimbus-request-id", request_id.to_string())
+                    .timeout(Duration::from_secs(10))
+                    .body(document.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => return,
+                    Ok(response) => tracing::info!(%url, status = %response.status(), attempt, "callback refused"),
+                    Err(error) => tracing::info!(%url, %error, attempt, "callback failed"),
+                }
+                if attempt < attempts {
+                    tokio::time::sleep(retry.system_error_delay(attempt)).await;
+                }
+            }
+            tracing::warn!(%url, %request_id, "callback gave up");
+            counters.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn deadline(event: &QueuedEvent, config: &EventInvokeConfig) -> OffsetDateTime {
+    let age = time::Duration::try_from(config.maximum_event_age()).unwrap_or(time::Duration::MAX);
+    event.enqueued_at.saturating_add(age)
+}
+
+/// Lambda's error document, as much of it as the attempt's record needs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDocument {
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+fn function_error(outcome: &InvokeOutcome) -> (String, String) {
+    let document = serde_json::from_slice::<ErrorDocument>(&outcome.payload).ok();
+    let (error_type, message) = document
+        .map(|d| (d.error_type, d.error_message))
+        .unwrap_or_default();
+    let error_type = error_type
+        .or_else(|| outcome.error_type.clone())
+        .unwrap_or_else(|| "Unhandled".to_owned());
+    let mut message = message.unwrap_or_default();
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut end = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    (error_type, message)
+}

@@ -1,0 +1,614 @@
+//! The queue-worker's decisions, end to end in one process: a real SQLite store and queue,
+//! the real DLQ service, and a scripted invoker standing in for functions (the invoker has
+//! its own tests; the multi-process tests in nimbus-cli run real functions).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nimbus_core::error::ThrottleReason;
+use nimbus_core::function::LATEST;
+use nimbus_core::{
+    CodeSha256, DeadLetterFilter, DeadLetterReason, DeadLetters, Error, EventInvokeConfig,
+    FunctionConfig, FunctionError, FunctionName, InvocationRecord, InvocationStatus, InvokeOutcome,
+    InvokeRequest, Invoker, RequestId, RetryPolicy,
+};
+use nimbus_dlq::DeadLetterService;
+use nimbus_queue::{EventQueue, QueuedEvent, SqliteQueue, SqliteQueueConfig};
+use nimbus_queue_worker::{QueueWorker, WorkerConfig};
+use nimbus_store::{RecordWriter, RecordWriterConfig, SqliteStore, Store};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for an event to end before failing.
+const PATIENCE: Duration = Duration::from_secs(20);
+const RETRY_BASE: Duration = Duration::from_millis(100);
+
+/// What the scripted function does on its n-th call (1-based) for a request.
+type Behaviour = Box<dyn Fn(u32) -> Result<InvokeOutcome, Error> + Send + Sync>;
+
+#[derive(Default)]
+struct ScriptedInvoker {
+    behaviours: Mutex<HashMap<String, Arc<Behaviour>>>,
+    calls: Mutex<HashMap<RequestId, Vec<Instant>>>,
+    payloads: Mutex<HashMap<String, Vec<Bytes>>>,
+}
+
+impl ScriptedInvoker {
+    fn script(
+        &self,
+        function: &str,
+        behaviour: impl Fn(u32) -> Result<InvokeOutcome, Error> + Send + Sync + 'static,
+    ) {
+        self.behaviours
+            .lock()
+            .unwrap()
+            .insert(function.to_owned(), Arc::new(Box::new(behaviour)));
+    }
+
+    fn calls(&self, request_id: RequestId) -> Vec<Instant> {
+        self.calls
+            .lock()
+            .unwrap()
+            .get(&request_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn payloads(&self, function: &str) -> Vec<Bytes> {
+        self.payloads
+            .lock()
+            .unwrap()
+            .get(function)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Invoker for ScriptedInvoker {
+    async fn invoke(&self, request: InvokeRequest) -> Result<InvokeOutcome, Error> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let calls = calls.entry(request.request_id).or_default();
+            calls.push(Instant::now());
+            u32::try_from(calls.len()).unwrap()
+        };
+        let name = request.function.name.as_str().to_owned();
+        self.payloads
+            .lock()
+            .unwrap()
+            .entry(name.clone())
+            .or_default()
+            .push(request.payload);
+        let behaviour = self.behaviours.lock().unwrap().get(&name).cloned();
+        match behaviour {
+            Some(behaviour) => behaviour(n),
+            None => Ok(ok()),
+        }
+    }
+}
+
+fn ok() -> InvokeOutcome {
+    outcome(r#"{"ok":true}"#, None)
+}
+
+fn failure(message: &str) -> InvokeOutcome {
+    let document = format!(r#"{{"errorMessage":"{message}","errorType":"ValueError"}}"#);
+    outcome(&document, Some(FunctionError::Unhandled))
+}
+
+fn outcome(payload: &str, function_error: Option<FunctionError>) -> InvokeOutcome {
+    InvokeOutcome {
+        payload: Bytes::from(payload.to_owned()),
+        function_error,
+        error_type: None,
+        executed_version: LATEST.to_owned(),
+        duration: Duration::from_millis(1),
+        init_duration: None,
+        max_memory_used_mb: 0,
+        log_tail: None,
+    }
+}
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn EventQueue>,
+    dead_letters: Arc<dyn DeadLetters>,
+    invoker: Arc<ScriptedInvoker>,
+    records: RecordWriter,
+    worker: QueueWorker,
+    stop: CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        Self::start_with(|dead_letters| dead_letters).await
+    }
+
+    /// Starts a worker whose DLQ client is `wrap` of the real one.
+    async fn start_with(wrap: impl FnOnce(Arc<dyn DeadLetters>) -> Arc<dyn DeadLetters>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let queue_url = format!("sqlite://{}", dir.path().join("queue.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&store_url).await.unwrap());
+        let queue: Arc<dyn EventQueue> = Arc::new(
+            SqliteQueue::connect(
+                &queue_url,
+                SqliteQueueConfig {
+                    visibility_timeout: Duration::from_secs(30),
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let dead_letters: Arc<dyn DeadLetters> =
+            Arc::new(DeadLetterService::new(store.clone(), queue.clone()));
+        let invoker = Arc::new(ScriptedInvoker::default());
+        let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+        let config = WorkerConfig {
+            max_inflight: 4,
+            retry: RetryPolicy {
+                function_error_base: RETRY_BASE,
+                system_error_base: Duration::from_millis(20),
+                system_error_max: Duration::from_millis(200),
+            },
+            claim_wait: Duration::from_millis(100),
+            ..WorkerConfig::default()
+        };
+        let worker = QueueWorker::new(
+            queue.clone(),
+            invoker.clone(),
+            wrap(dead_letters.clone()),
+            store.clone(),
+            records.clone(),
+            config,
+        );
+        let stop = CancellationToken::new();
+        let running = tokio::spawn({
+            let worker = worker.clone();
+            let stop = stop.clone();
+            async move { worker.run(stop).await }
+        });
+        let fixture = Self {
+            store,
+            queue,
+            dead_letters,
+            invoker,
+            records,
+            worker,
+            stop,
+            running,
+            _dir: dir,
+        };
+        fixture.create_function("fn").await;
+        fixture
+    }
+
+    async fn create_function(&self, name: &str) {
+        let zip = Bytes::from_static(b"zip");
+        let code = CodeSha256::of(&zip);
+        self.store.put_code(&code, zip).await.unwrap();
+        self.store
+            .create_function(&FunctionConfig {
+                name: FunctionName::parse(name).unwrap(),
+                runtime: "python3.12".parse().unwrap(),
+                handler: Some("app.handler".into()),
+                role: "arn:aws:iam::000000000000:role/nimbus".into(),
+                description: String::new(),
+                timeout_secs: 3,
+                memory_mb: 128,
+                environment: BTreeMap::new(),
+                reserved_concurrency: None,
+                code_sha256: code,
+                code_size: 3,
+                version: LATEST.into(),
+                revision_id: RequestId::new().to_string(),
+                last_modified: OffsetDateTime::now_utc(),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn configure(&self, config: EventInvokeConfig) {
+        self.store
+            .put_event_invoke_config(&FunctionName::parse("fn").unwrap(), LATEST, &config)
+            .await
+            .unwrap();
+    }
+
+    async fn send(&self, function: &str, payload: &str) -> QueuedEvent {
+        let event = QueuedEvent::new(
+            RequestId::new(),
+            FunctionName::parse(function).unwrap(),
+            LATEST,
+            Bytes::from(payload.to_owned()),
+        );
+        self.queue.enqueue(&event).await.unwrap();
+        event
+    }
+
+    /// Waits until the event's record is terminal, and returns it.
+    async fn finished(&self, request_id: RequestId) -> InvocationRecord {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(record) = self.records.get(&request_id).await.unwrap()
+                && record.status.is_terminal()
+            {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{request_id} did not finish in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.running.await.unwrap();
+        self.records.shutdown().await;
+        let stats = self.queue.stats().await.unwrap();
+        assert_eq!(
+            (stats.ready, stats.delayed, stats.in_flight),
+            (0, 0, 0),
+            "queue drained"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_success_is_recorded_and_acked() {
+    let f = Fixture::start().await;
+    let event = f.send("fn", r#"{"n":1}"#).await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::Succeeded);
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.attempt_history.len(), 1);
+    assert!(record.attempt_history[0].error_type.is_none());
+    assert_eq!(
+        f.invoker.payloads("fn"),
+        [Bytes::from_static(br#"{"n":1}"#)]
+    );
+    assert_eq!(f.worker.stats().succeeded, 1);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_with_growing_waits() {
+    let f = Fixture::start().await;
+    f.invoker.script("fn", |n| {
+        Ok(if n <= 2 {
+            failure(&format!("attempt {n}"))
+        } else {
+            ok()
+        })
+    });
+    let event = f.send("fn", "{}").await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::Succeeded);
+    assert_eq!(record.attempts, 3);
+    let errors: Vec<_> = record
+        .attempt_history
+        .iter()
+        .map(|a| a.error_message.clone())
+        .collect();
+    assert_eq!(
+        errors,
+        [Some("attempt 1".into()), Some("attempt 2".into()), None]
+    );
+
+    let calls = f.invoker.calls(event.request_id);
+    let (first_wait, second_wait) = (calls[1] - calls[0], calls[2] - calls[1]);
+    assert!(first_wait >= RETRY_BASE, "{first_wait:?}");
+    assert!(second_wait >= RETRY_BASE * 2, "{second_wait:?}");
+    assert!(
+        second_wait > first_wait,
+        "{first_wait:?} then {second_wait:?}"
+    );
+    assert_eq!(f.worker.stats().retried, 2);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn an_always_failing_event_is_dead_lettered_after_three_attempts() {
+    let f = Fixture::start().await;
+    f.invoker
+        .script("fn", |n| Ok(failure(&format!("attempt {n}"))));
+    let event = f.send("fn", r#"{"k":"v"}"#).await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    assert_eq!(record.attempts, 3);
+
+    let letter = f.dead_letters.get(event.request_id).await.unwrap();
+    assert_eq!(letter.reason, DeadLetterReason::RetriesExhausted);
+    assert_eq!(letter.payload, event.payload);
+    let errors: Vec<_> = letter
+        .attempts
+        .iter()
+        .map(|a| a.error_message.clone().unwrap())
+        .collect();
+    assert_eq!(errors, ["attempt 1", "attempt 2", "attempt 3"]);
+    assert!(
+        letter
+            .attempts
+            .iter()
+            .all(|a| a.error_type.as_deref() == Some("ValueError"))
+    );
+    assert_eq!(f.invoker.calls(event.request_id).len(), 3);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn zero_retries_dead_letters_after_one_attempt() {
+    let f = Fixture::start().await;
+    f.configure(EventInvokeConfig {
+        maximum_retry_attempts: Some(0),
+        ..EventInvokeConfig::empty()
+    })
+    .await;
+    f.invoker.script("fn", |_| Ok(failure("no")));
+    let event = f.send("fn", "{}").await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(
+        (record.status, record.attempts),
+        (InvocationStatus::DeadLettered, 1)
+    );
+    let letter = f.dead_letters.get(event.request_id).await.unwrap();
+    assert_eq!(letter.attempts.len(), 1);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_past_the_maximum_age_dead_letters_at_once() {
+    let f = Fixture::start().await;
+    f.configure(EventInvokeConfig {
+        maximum_event_age_secs: Some(60),
+        ..EventInvokeConfig::empty()
+    })
+    .await;
+    f.invoker.script("fn", |_| Ok(failure("no")));
+    // Accepted 59.95 s ago: the first retry (100 ms away) would be past the 60 s age.
+    let mut event = QueuedEvent::new(
+        RequestId::new(),
+        FunctionName::parse("fn").unwrap(),
+        LATEST,
+        Bytes::from_static(b"{}"),
+    );
+    event.enqueued_at = OffsetDateTime::now_utc() - time::Duration::milliseconds(59_950);
+    f.queue.enqueue(&event).await.unwrap();
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    let letter = f.dead_letters.get(event.request_id).await.unwrap();
+    assert_eq!(letter.reason, DeadLetterReason::EventAgeExceeded);
+    assert_eq!(letter.attempts.len(), 1);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_older_than_its_maximum_age_is_not_run() {
+    let f = Fixture::start().await;
+    let mut event = QueuedEvent::new(
+        RequestId::new(),
+        FunctionName::parse("fn").unwrap(),
+        LATEST,
+        Bytes::from_static(b"{}"),
+    );
+    event.enqueued_at = OffsetDateTime::now_utc() - time::Duration::hours(7);
+    f.queue.enqueue(&event).await.unwrap();
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    assert_eq!(record.error_type.as_deref(), Some("EventAgeExceeded"));
+    assert!(f.invoker.calls(event.request_id).is_empty());
+    let letter = f.dead_letters.get(event.request_id).await.unwrap();
+    assert_eq!(
+        (letter.reason, letter.attempts.len()),
+        (DeadLetterReason::EventAgeExceeded, 0)
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn throttles_back_off_without_spending_attempts() {
+    let f = Fixture::start().await;
+    f.configure(EventInvokeConfig {
+        maximum_retry_attempts: Some(0),
+        ..EventInvokeConfig::empty()
+    })
+    .await;
+    f.invoker.script("fn", |n| match n {
+        1..=3 => Err(Error::TooManyRequests(ThrottleReason::FunctionConcurrency)),
+        4 => Err(Error::Service("invoker unreachable".into())),
+        _ => Ok(ok()),
+    });
+    let event = f.send("fn", "{}").await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::Succeeded);
+    assert_eq!(record.attempts, 1, "throttles spent no attempt");
+    let calls = f.invoker.calls(event.request_id);
+    assert_eq!(calls.len(), 5);
+    // 20, 40, 80, 160 ms: each back-off at least doubles.
+    for (n, pair) in calls.windows(2).enumerate() {
+        let wait = pair[1] - pair[0];
+        assert!(wait >= Duration::from_millis(20 << n), "wait {n}: {wait:?}");
+    }
+    assert_eq!(f.worker.stats().backed_off, 4);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_for_a_deleted_function_is_dead_lettered() {
+    let f = Fixture::start().await;
+    let event = f.send("gone", "{}").await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    let letter = f.dead_letters.get(event.request_id).await.unwrap();
+    assert_eq!(letter.reason, DeadLetterReason::FunctionNotFound);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn destinations_receive_the_invocation_record() {
+    let f = Fixture::start().await;
+    f.create_function("audit").await;
+    f.create_function("alarm").await;
+    f.configure(EventInvokeConfig {
+        maximum_retry_attempts: Some(0),
+        on_success: Some("arn:aws:lambda:us-east-1:000000000000:function:audit".into()),
+        on_failure: Some("arn:aws:lambda:us-east-1:000000000000:function:alarm".into()),
+        ..EventInvokeConfig::empty()
+    })
+    .await;
+    f.invoker.script("fn", |_| Ok(ok()));
+    let good = f.send("fn", r#"{"good":true}"#).await;
+    f.finished(good.request_id).await;
+    f.invoker.script("fn", |_| Ok(failure("bad")));
+    let bad = f.send("fn", r#"{"good":false}"#).await;
+    f.finished(bad.request_id).await;
+
+    let deadline = Instant::now() + PATIENCE;
+    while f.invoker.payloads("audit").is_empty() || f.invoker.payloads("alarm").is_empty() {
+        assert!(Instant::now() < deadline, "destinations not invoked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let audit: serde_json::Value = serde_json::from_slice(&f.invoker.payloads("audit")[0]).unwrap();
+    assert_eq!(
+        audit["requestContext"]["requestId"],
+        good.request_id.to_string()
+    );
+    assert_eq!(audit["requestContext"]["condition"], "Success");
+    assert_eq!(audit["requestPayload"]["good"], true);
+    assert_eq!(audit["responsePayload"]["ok"], true);
+    let alarm: serde_json::Value = serde_json::from_slice(&f.invoker.payloads("alarm")[0]).unwrap();
+    assert_eq!(alarm["requestContext"]["condition"], "RetriesExhausted");
+    assert_eq!(alarm["requestContext"]["approximateInvokeCount"], 1);
+    assert_eq!(alarm["responseContext"]["functionError"], "Unhandled");
+    assert_eq!(alarm["responsePayload"]["errorMessage"], "bad");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_url_gets_the_record_with_retries() {
+    use axum::http::StatusCode;
+    let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |body: axum::body::Bytes| async move {
+                let mut received = received.lock().unwrap();
+                received.push(serde_json::from_slice(&body).unwrap());
+                // The first POST fails; the worker must try again.
+                if received.len() == 1 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let f = Fixture::start().await;
+    let mut event = QueuedEvent::new(
+        RequestId::new(),
+        FunctionName::parse("fn").unwrap(),
+        LATEST,
+        Bytes::from_static(b"{}"),
+    );
+    event.callback_url = Some(url);
+    f.queue.enqueue(&event).await.unwrap();
+    f.finished(event.request_id).await;
+    let deadline = Instant::now() + PATIENCE;
+    while received.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "callback not retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let record = received.lock().unwrap()[1].clone();
+    assert_eq!(
+        record["requestContext"]["requestId"],
+        event.request_id.to_string()
+    );
+    assert_eq!(record["requestContext"]["condition"], "Success");
+    assert_eq!(f.worker.stats().callbacks_failed, 0);
+    f.stop().await;
+}
+
+/// A DLQ service that refuses the first `refusals` letters.
+struct FlakyDeadLetters {
+    inner: Arc<dyn DeadLetters>,
+    refusals: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl DeadLetters for FlakyDeadLetters {
+    async fn put(&self, letter: nimbus_core::DeadLetter) -> Result<(), Error> {
+        {
+            let mut refusals = self.refusals.lock().unwrap();
+            if *refusals > 0 {
+                *refusals -= 1;
+                return Err(Error::Service("DLQ service unreachable".into()));
+            }
+        }
+        self.inner.put(letter).await
+    }
+    async fn list(
+        &self,
+        filter: DeadLetterFilter,
+        after: Option<nimbus_core::Cursor>,
+        limit: usize,
+    ) -> Result<nimbus_core::DeadLetterPage, Error> {
+        self.inner.list(filter, after, limit).await
+    }
+    async fn get(&self, request_id: RequestId) -> Result<nimbus_core::DeadLetter, Error> {
+        self.inner.get(request_id).await
+    }
+    async fn redrive(
+        &self,
+        selection: nimbus_core::Selection,
+    ) -> Result<Vec<nimbus_core::Redriven>, Error> {
+        self.inner.redrive(selection).await
+    }
+    async fn purge(&self, selection: nimbus_core::Selection) -> Result<u64, Error> {
+        self.inner.purge(selection).await
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_dlq_delays_the_ack_but_never_reruns_a_spent_event() {
+    let f = Fixture::start_with(|inner| {
+        Arc::new(FlakyDeadLetters {
+            inner,
+            refusals: Mutex::new(2),
+        })
+    })
+    .await;
+    f.invoker.script("fn", |_| Ok(failure("no")));
+    let event = f.send("fn", "{}").await;
+    let record = f.finished(event.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    assert_eq!(
+        f.invoker.calls(event.request_id).len(),
+        3,
+        "no attempt after the third"
+    );
+    assert_eq!(
+        f.dead_letters
+            .get(event.request_id)
+            .await
+            .unwrap()
+            .attempts
+            .len(),
+        3
+    );
+    f.stop().await;
+}
