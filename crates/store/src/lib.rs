@@ -1,4 +1,5 @@
-//! Nimbus' durable state: functions, their code, and invocation records.
+//! Nimbus' durable state: functions, their code, invocation records, event invoke
+//! configurations and dead letters.
 //!
 //! One [`Store`] trait with two backends, picked by the database URL: the embedded SQLite
 //! file that `nimbus dev` uses, and Postgres for the distributed topology. Both pass the same
@@ -65,9 +66,10 @@ pub trait Store: Send + Sync + 'static {
     /// queued events may still name them).
     async fn delete_function(&self, name: &FunctionName) -> Result<bool>;
 
-    /// Inserts or replaces invocation records, all in one transaction. When a request id
-    /// appears more than once, its last record is the one kept. A stored record is replaced
-    /// only by one that [supersedes](InvocationRecord::supersedes) it.
+    /// Inserts or replaces invocation records, all in one transaction. A stored record is
+    /// replaced only by one that [supersedes](InvocationRecord::supersedes) it. When a request
+    /// id appears more than once, its records are applied in order under the same rule: a
+    /// `queued` given after a `running` in one call is dropped, like one given in a later call.
     async fn put_invocations(&self, records: &[InvocationRecord]) -> Result<()>;
 
     async fn get_invocation(&self, request_id: &RequestId) -> Result<Option<InvocationRecord>>;

@@ -3,7 +3,9 @@
 //! [`RecordWriter::record`] only puts the record in memory; a background task commits what
 //! has gathered, one transaction per batch, when a batch is full or the oldest record has
 //! waited a flush interval. [`RecordWriter::get`] sees a record the moment it is handed over,
-//! flushed or not. A failed flush keeps its records and retries with a capped back-off;
+//! flushed or not. Records of one request id merge in memory by the rule the database
+//! applies ([`InvocationRecord::supersedes`]), so a lookup answers what will be stored. A
+//! failed flush keeps its records and retries with a capped back-off;
 //! [`RecordWriter::shutdown`] writes everything still buffered before it returns.
 
 use crate::sync::lock;
@@ -92,6 +94,8 @@ enum State {
 
 enum Admission {
     Buffered,
+    /// The record buffered for its request id stays: this one does not supersede it.
+    Dropped,
     /// No room: the record comes back to wait for some.
     Full(InvocationRecord),
     Stopped(InvocationRecord),
@@ -126,7 +130,9 @@ impl RecordWriter {
         }
     }
 
-    /// Hands a record over; the newest record of a request id wins. Never does I/O: it waits
+    /// Hands a record over. A record buffered for the same request id is replaced only if
+    /// this one [supersedes](InvocationRecord::supersedes) it; otherwise this one is dropped,
+    /// as the database would ignore it. Never does I/O: it waits
     /// only while `max_pending` records are unflushed. After [`shutdown`](Self::shutdown) has
     /// returned, the record is written directly, and a failure to write it is logged.
     pub async fn record(&self, record: InvocationRecord) {
@@ -135,7 +141,7 @@ impl RecordWriter {
             // Registered before looking, so a flush that frees room meanwhile still wakes us.
             let room = self.inner.room.notified();
             match self.inner.admit(record) {
-                Admission::Buffered => return,
+                Admission::Buffered | Admission::Dropped => return,
                 Admission::Stopped(record) => return self.inner.write_directly(record).await,
                 Admission::Full(returned) => {
                     record = returned;
@@ -191,6 +197,16 @@ impl Inner {
         let mut buffer = lock(&self.buffer);
         if buffer.state == State::Stopped {
             return Admission::Stopped(record);
+        }
+        // Pending records are newer than those being flushed.
+        let buffered = buffer
+            .pending
+            .get(&record.request_id)
+            .or_else(|| buffer.flushing.get(&record.request_id));
+        if let Some(kept) = buffered
+            && !record.supersedes(kept)
+        {
+            return Admission::Dropped;
         }
         let unflushed = buffer.pending.len() + buffer.flushing.len();
         // Replacing a pending record takes no more room.
@@ -331,7 +347,10 @@ mod tests {
 
     use bytes::Bytes;
     use nimbus_core::function::LATEST;
-    use nimbus_core::{CodeSha256, FunctionConfig, FunctionName, InvocationStatus, InvocationType};
+    use nimbus_core::{
+        CodeSha256, Cursor, DeadLetter, DeadLetterFilter, EventInvokeConfig, FunctionConfig,
+        FunctionName, InvocationFilter, InvocationStatus, InvocationType, RedriveMark,
+    };
     use time::OffsetDateTime;
     use tokio::sync::{Semaphore, watch};
 
@@ -441,6 +460,65 @@ mod tests {
         async fn get_invocation(&self, id: &RequestId) -> Result<Option<InvocationRecord>> {
             Ok(self.stored(id))
         }
+
+        async fn list_invocations(
+            &self,
+            _: &InvocationFilter,
+            _: Option<&Cursor>,
+            _: usize,
+        ) -> Result<Vec<InvocationRecord>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn put_event_invoke_config(
+            &self,
+            _: &FunctionName,
+            _: &str,
+            _: &EventInvokeConfig,
+        ) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_event_invoke_config(
+            &self,
+            _: &FunctionName,
+            _: &str,
+        ) -> Result<Option<EventInvokeConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_event_invoke_configs(
+            &self,
+            _: &FunctionName,
+        ) -> Result<Vec<(String, EventInvokeConfig)>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_event_invoke_config(&self, _: &FunctionName, _: &str) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn put_dead_letter(&self, _: &DeadLetter) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_dead_letter(&self, _: &RequestId) -> Result<Option<DeadLetter>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_dead_letters(
+            &self,
+            _: &DeadLetterFilter,
+            _: Option<&Cursor>,
+            _: usize,
+        ) -> Result<Vec<DeadLetter>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn mark_redriven(&self, _: &RequestId, _: &RedriveMark) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn unmark_redriven(&self, _: &RequestId, _: &RedriveMark) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_dead_letter(&self, _: &RequestId) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn purge_dead_letters(&self, _: &DeadLetterFilter) -> Result<u64> {
+            unreachable!("the record writer writes invocations only")
+        }
     }
 
     fn record(status: InvocationStatus) -> InvocationRecord {
@@ -457,6 +535,8 @@ mod tests {
             duration_ms: None,
             error_type: None,
             error_message: None,
+            attempt_history: Vec::new(),
+            redrive_of: None,
         }
     }
 
@@ -525,6 +605,55 @@ mod tests {
         writer.shutdown().await;
         assert_eq!(store.batches(), [1]);
         assert_eq!(store.stored(&queued.request_id), Some(done));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_record_does_not_replace_one_it_does_not_supersede() {
+        let store = MemoryStore::new();
+        let writer = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+        let running = record(InvocationStatus::Running);
+        let queued = InvocationRecord {
+            status: InvocationStatus::Queued,
+            ..running.clone()
+        };
+        let done = InvocationRecord {
+            status: InvocationStatus::Succeeded,
+            attempts: 1,
+            ..running.clone()
+        };
+        let id = running.request_id;
+        writer.record(running.clone()).await;
+        writer.record(queued).await;
+        assert_eq!(writer.get(&id).await.unwrap(), Some(running.clone()));
+        writer.record(done.clone()).await;
+        writer.record(running).await;
+        assert_eq!(writer.get(&id).await.unwrap(), Some(done.clone()));
+        writer.shutdown().await;
+        assert_eq!(store.stored(&id), Some(done));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_being_flushed_is_not_replaced_by_a_stale_one() {
+        let store = MemoryStore::gated();
+        let interval = Duration::from_millis(50);
+        let writer = RecordWriter::start(store.clone(), config(512, interval));
+        let done = record(InvocationStatus::Succeeded);
+        let late = InvocationRecord {
+            status: InvocationStatus::Running,
+            ..done.clone()
+        };
+        writer.record(done.clone()).await;
+        // The flusher holds `done` inside the store's write.
+        tokio::time::sleep(interval + Duration::from_millis(1)).await;
+        writer.record(late).await;
+        assert_eq!(
+            writer.get(&done.request_id).await.unwrap(),
+            Some(done.clone())
+        );
+        store.gate.as_ref().unwrap().add_permits(2);
+        writer.shutdown().await;
+        assert_eq!(store.stored(&done.request_id), Some(done));
+        assert_eq!(writer.stats().flushes, 1);
     }
 
     #[tokio::test(start_paused = true)]

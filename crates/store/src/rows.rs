@@ -246,7 +246,7 @@ fn attempts_json(attempts: &[Attempt]) -> String {
 /// applying the records one after the other, each replacing the previous one only if it
 /// [supersedes](InvocationRecord::supersedes) it. One upsert statement may not touch a row
 /// twice (Postgres refuses).
-pub(crate) fn latest_per_request(records: &[InvocationRecord]) -> Vec<&InvocationRecord> {
+pub(crate) fn kept_per_request(records: &[InvocationRecord]) -> Vec<&InvocationRecord> {
     let mut kept: Vec<&InvocationRecord> = Vec::new();
     let mut index: HashMap<RequestId, usize> = HashMap::new();
     for record in records {
@@ -288,7 +288,10 @@ impl EventInvokeConfigRow {
         }
     }
 
-    pub(crate) fn into_config(self, function: &FunctionName) -> Result<(String, EventInvokeConfig)> {
+    pub(crate) fn into_config(
+        self,
+        function: &FunctionName,
+    ) -> Result<(String, EventInvokeConfig)> {
         let Self {
             qualifier,
             maximum_retry_attempts,
@@ -298,7 +301,9 @@ impl EventInvokeConfigRow {
             last_modified,
         } = self;
         let corrupt = |what: &str| {
-            Error::Corrupt(format!("event invoke config {function}:{qualifier}: {what}"))
+            Error::Corrupt(format!(
+                "event invoke config {function}:{qualifier}: {what}"
+            ))
         };
         let config = EventInvokeConfig {
             maximum_retry_attempts: maximum_retry_attempts

@@ -145,7 +145,7 @@ macro_rules! sql_store {
                 // Bind parameters per statement are capped (SQLite: 32766, Postgres: 65535);
                 // a record takes 14.
                 const RECORDS_PER_STATEMENT: usize = 1000;
-                let records = $crate::rows::latest_per_request(records);
+                let records = $crate::rows::kept_per_request(records);
                 if records.is_empty() {
                     return Ok(());
                 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use nimbus_core::function::LATEST;
 use nimbus_core::{
-    CodeSha256, FunctionConfig, FunctionName, InvocationRecord, InvocationStatus, InvocationType,
-    RequestId, Runtime,
+    Attempt, CodeSha256, Cursor, DeadLetter, DeadLetterFilter, DeadLetterReason, EventInvokeConfig,
+    FunctionConfig, FunctionName, InvocationFilter, InvocationRecord, InvocationStatus,
+    InvocationType, RedriveMark, RequestId, Runtime,
 };
 use nimbus_store::{Error, RecordWriter, RecordWriterConfig, Store};
 use sqlx::Connection as _;
@@ -114,6 +115,74 @@ fn record(status: InvocationStatus) -> InvocationRecord {
         duration_ms: Some(12.5),
         error_type: Some("ValueError".to_owned()),
         error_message: Some("bad".to_owned()),
+        attempt_history: Vec::new(),
+        redrive_of: None,
+    }
+}
+
+fn name(name: &str) -> FunctionName {
+    FunctionName::parse(name).unwrap()
+}
+
+fn attempt(at: OffsetDateTime, error: Option<&str>) -> Attempt {
+    Attempt {
+        started_at: at,
+        finished_at: at + Duration::from_millis(1500),
+        error_type: error.map(str::to_owned),
+        error_message: error.map(|e| format!("{e}: it went wrong")),
+    }
+}
+
+fn letter(function: &str, dead_lettered_at: OffsetDateTime) -> DeadLetter {
+    let enqueued_at = datetime!(2026-05-01 10:00:00.000001 UTC);
+    DeadLetter {
+        request_id: RequestId::new(),
+        function_name: name(function),
+        qualifier: LATEST.to_owned(),
+        payload: Bytes::from_static(br#"{"order": 42}"#),
+        attempts: vec![
+            attempt(enqueued_at, Some("ValueError")),
+            attempt(
+                enqueued_at + Duration::from_secs(60),
+                Some("Sandbox.Timedout"),
+            ),
+        ],
+        reason: DeadLetterReason::RetriesExhausted,
+        enqueued_at,
+        dead_lettered_at,
+        redrive: None,
+    }
+}
+
+fn event_config(retries: Option<u32>) -> EventInvokeConfig {
+    EventInvokeConfig {
+        maximum_retry_attempts: retries,
+        maximum_event_age_secs: Some(3600),
+        on_success: None,
+        on_failure: Some("arn:aws:lambda:us-east-1:000000000000:function:sink".to_owned()),
+        last_modified: datetime!(2026-05-01 10:00:00.123456 UTC),
+    }
+}
+
+/// Reads a whole listing page by page, checking every page is full but the last.
+async fn all_pages<T, F, Fut>(page_size: usize, cursor_of: fn(&T) -> Cursor, mut page: F) -> Vec<T>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: std::future::Future<Output = Vec<T>>,
+{
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let items = page(after).await;
+        assert!(items.len() <= page_size);
+        let last = items.len() < page_size;
+        after = items.last().map(cursor_of);
+        all.extend(items);
+        // A cursor that does not move on would page forever.
+        assert!(all.len() <= 1000, "paging does not end");
+        if last {
+            return all;
+        }
     }
 }
 
@@ -244,7 +313,10 @@ async fn invocation_records_upsert_and_round_trip(store: Arc<dyn Store>) {
     finished.status = InvocationStatus::Failed;
     finished.attempts = 3;
     finished.error_type = None;
-    store.put_invocations(&[finished.clone()]).await.unwrap();
+    store
+        .put_invocations(std::slice::from_ref(&finished))
+        .await
+        .unwrap();
     assert_eq!(
         store.get_invocation(&running.request_id).await.unwrap(),
         Some(finished)
@@ -355,11 +427,616 @@ async fn times_are_kept_in_utc_to_the_microsecond(store: Arc<dyn Store>) {
     r.created_at = given;
     r.started_at = Some(whole_second);
     r.finished_at = None;
-    store.put_invocations(&[r.clone()]).await.unwrap();
+    store
+        .put_invocations(std::slice::from_ref(&r))
+        .await
+        .unwrap();
     let stored = store.get_invocation(&r.request_id).await.unwrap().unwrap();
     assert_eq!(stored.created_at, kept);
     assert_eq!(stored.started_at, Some(whole_second));
     assert_eq!(stored.finished_at, None);
+}
+
+async fn invocations_list_newest_first_by_page(store: Arc<dyn Store>) {
+    let base = datetime!(2026-05-01 10:00:00.000001 UTC);
+    let mut records = Vec::new();
+    // Three records share each time, so some page boundaries fall among equal times.
+    for i in 0..12u32 {
+        let mut r = record(if i % 3 == 0 {
+            InvocationStatus::Failed
+        } else {
+            InvocationStatus::Succeeded
+        });
+        r.created_at = base + Duration::from_micros(u64::from(i / 3));
+        if i % 2 == 1 {
+            r.function_name = name("g");
+        }
+        records.push(r);
+    }
+    store.put_invocations(&records).await.unwrap();
+
+    let newest_first = |mut expected: Vec<InvocationRecord>| {
+        expected.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.request_id)));
+        expected
+    };
+    let cursor_of = |r: &InvocationRecord| Cursor {
+        at: r.created_at,
+        request_id: r.request_id,
+    };
+    let list = |filter: InvocationFilter, page_size: usize| {
+        let store = store.clone();
+        all_pages(page_size, cursor_of, move |after| {
+            let store = store.clone();
+            let filter = filter.clone();
+            async move {
+                store
+                    .list_invocations(&filter, after.as_ref(), page_size)
+                    .await
+                    .unwrap()
+            }
+        })
+    };
+
+    for page_size in [1, 2, 5, 12, 50] {
+        assert_eq!(
+            list(InvocationFilter::default(), page_size).await,
+            newest_first(records.clone()),
+            "page size {page_size}"
+        );
+    }
+    let of_g = InvocationFilter {
+        function_name: Some(name("g")),
+        status: None,
+    };
+    assert_eq!(
+        list(of_g, 2).await,
+        newest_first(
+            records
+                .iter()
+                .filter(|r| r.function_name == name("g"))
+                .cloned()
+                .collect()
+        )
+    );
+    let failed_of_f = InvocationFilter {
+        function_name: Some(name("f")),
+        status: Some(InvocationStatus::Failed),
+    };
+    assert_eq!(
+        list(failed_of_f, 1).await,
+        newest_first(
+            records
+                .iter()
+                .filter(|r| r.function_name == name("f") && r.status == InvocationStatus::Failed)
+                .cloned()
+                .collect()
+        )
+    );
+    let running = InvocationFilter {
+        function_name: None,
+        status: Some(InvocationStatus::Running),
+    };
+    assert!(
+        store
+            .list_invocations(&running, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_invocations(&InvocationFilter::default(), None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn stored_records_are_replaced_only_by_ones_that_supersede_them(store: Arc<dyn Store>) {
+    let stored = |store: Arc<dyn Store>, id: RequestId| async move {
+        store.get_invocation(&id).await.unwrap().unwrap()
+    };
+    let with = |r: &InvocationRecord, status| InvocationRecord {
+        status,
+        attempts: r.attempts + 1,
+        ..r.clone()
+    };
+
+    // The gateway's `queued` arriving after the worker's `running` is ignored.
+    let running = record(InvocationStatus::Running);
+    store
+        .put_invocations(std::slice::from_ref(&running))
+        .await
+        .unwrap();
+    let queued = with(&running, InvocationStatus::Queued);
+    store.put_invocations(&[queued]).await.unwrap();
+    assert_eq!(stored(store.clone(), running.request_id).await, running);
+
+    // A duplicate delivery's `running` after the end is ignored.
+    let succeeded = with(&running, InvocationStatus::Succeeded);
+    store
+        .put_invocations(std::slice::from_ref(&succeeded))
+        .await
+        .unwrap();
+    store
+        .put_invocations(&[with(&succeeded, InvocationStatus::Running)])
+        .await
+        .unwrap();
+    assert_eq!(stored(store.clone(), running.request_id).await, succeeded);
+
+    // A terminal record replaces a terminal one.
+    let failed = with(&succeeded, InvocationStatus::Failed);
+    store
+        .put_invocations(std::slice::from_ref(&failed))
+        .await
+        .unwrap();
+    assert_eq!(stored(store.clone(), running.request_id).await, failed);
+
+    // `dead_lettered` after `retrying` is applied.
+    let retrying = record(InvocationStatus::Retrying);
+    store
+        .put_invocations(std::slice::from_ref(&retrying))
+        .await
+        .unwrap();
+    let dead = with(&retrying, InvocationStatus::DeadLettered);
+    store
+        .put_invocations(std::slice::from_ref(&dead))
+        .await
+        .unwrap();
+    assert_eq!(stored(store.clone(), retrying.request_id).await, dead);
+
+    // `queued` is stored when there is nothing yet, and the rule holds inside one batch.
+    let first = record(InvocationStatus::Queued);
+    store
+        .put_invocations(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(stored(store.clone(), first.request_id).await, first);
+    let started = with(&first, InvocationStatus::Running);
+    let done = with(&started, InvocationStatus::Succeeded);
+    store
+        .put_invocations(&[
+            started.clone(),
+            done.clone(),
+            with(&done, InvocationStatus::Running),
+            with(&done, InvocationStatus::Queued),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored(store.clone(), first.request_id).await, done);
+    let late = record(InvocationStatus::Running);
+    store
+        .put_invocations(&[late.clone(), with(&late, InvocationStatus::Queued)])
+        .await
+        .unwrap();
+    assert_eq!(stored(store.clone(), late.request_id).await, late);
+}
+
+async fn attempt_history_and_redrive_origin_round_trip(store: Arc<dyn Store>) {
+    let mut r = record(InvocationStatus::Succeeded);
+    r.invocation_type = InvocationType::Event;
+    r.attempt_history = vec![
+        attempt(
+            datetime!(2026-05-01 10:00:00.000001 UTC),
+            Some("ValueError"),
+        ),
+        attempt(datetime!(2026-05-01 10:01:00.5 UTC), None),
+    ];
+    r.redrive_of = Some(RequestId::new());
+    store
+        .put_invocations(std::slice::from_ref(&r))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_invocation(&r.request_id).await.unwrap(),
+        Some(r.clone())
+    );
+    let listed = store
+        .list_invocations(&InvocationFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed, [r]);
+}
+
+async fn event_invoke_configs_upsert_list_and_delete(store: Arc<dyn Store>) {
+    let code = with_code(&*store).await;
+    let f = function("async", &code);
+    store.create_function(&f).await.unwrap();
+    assert_eq!(
+        store
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .list_event_invoke_configs(&f.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let first = event_config(Some(1));
+    store
+        .put_event_invoke_config(&f.name, LATEST, &first)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        Some(first)
+    );
+    let replaced = EventInvokeConfig {
+        maximum_event_age_secs: None,
+        on_failure: None,
+        on_success: Some("arn:aws:lambda:us-east-1:000000000000:function:ok".to_owned()),
+        ..event_config(Some(0))
+    };
+    store
+        .put_event_invoke_config(&f.name, LATEST, &replaced)
+        .await
+        .unwrap();
+    let empty = EventInvokeConfig::empty();
+    store
+        .put_event_invoke_config(&f.name, "1", &empty)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        Some(replaced.clone())
+    );
+    // Stored to the microsecond, like every time.
+    let empty_as_stored = EventInvokeConfig {
+        last_modified: empty
+            .last_modified
+            .replace_nanosecond(empty.last_modified.nanosecond() / 1000 * 1000)
+            .unwrap(),
+        ..empty
+    };
+    assert_eq!(
+        store.list_event_invoke_configs(&f.name).await.unwrap(),
+        [
+            ("$LATEST".to_owned(), replaced.clone()),
+            ("1".to_owned(), empty_as_stored)
+        ]
+    );
+
+    assert!(
+        store
+            .delete_event_invoke_config(&f.name, "1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_event_invoke_config(&f.name, "1")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_event_invoke_config(&f.name, "1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.list_event_invoke_configs(&f.name).await.unwrap(),
+        [("$LATEST".to_owned(), replaced)]
+    );
+}
+
+async fn event_invoke_configs_belong_to_their_function(store: Arc<dyn Store>) {
+    let missing = name("missing");
+    let err = store
+        .put_event_invoke_config(&missing, LATEST, &event_config(None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert_eq!(
+        store
+            .get_event_invoke_config(&missing, LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let code = with_code(&*store).await;
+    let f = function("doomed", &code);
+    let other = function("other", &code);
+    store.create_function(&f).await.unwrap();
+    store.create_function(&other).await.unwrap();
+    for qualifier in [LATEST, "1"] {
+        store
+            .put_event_invoke_config(&f.name, qualifier, &event_config(Some(2)))
+            .await
+            .unwrap();
+    }
+    store
+        .put_event_invoke_config(&other.name, LATEST, &event_config(Some(2)))
+        .await
+        .unwrap();
+    assert!(store.delete_function(&f.name).await.unwrap());
+    assert!(
+        store
+            .list_event_invoke_configs(&f.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_event_invoke_configs(&other.name)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A function created again under the name starts without configuration.
+    store.create_function(&f).await.unwrap();
+    assert_eq!(
+        store
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn a_dead_letter_is_stored_once(store: Arc<dyn Store>) {
+    // No function named "f" exists: dead letters do not need theirs.
+    let mut first = letter("f", datetime!(2026-05-01 16:00:00.654321 UTC));
+    // Every byte value, not only valid UTF-8.
+    first.payload = Bytes::from((0..=255u8).rev().collect::<Vec<_>>());
+    first.reason = DeadLetterReason::EventAgeExceeded;
+    assert!(store.put_dead_letter(&first).await.unwrap());
+    assert_eq!(
+        store.get_dead_letter(&first.request_id).await.unwrap(),
+        Some(first.clone())
+    );
+
+    let again = DeadLetter {
+        payload: Bytes::from_static(b"{}"),
+        attempts: Vec::new(),
+        reason: DeadLetterReason::FunctionNotFound,
+        ..first.clone()
+    };
+    assert!(!store.put_dead_letter(&again).await.unwrap());
+    assert_eq!(
+        store.get_dead_letter(&first.request_id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.get_dead_letter(&RequestId::new()).await.unwrap(),
+        None
+    );
+
+    // A letter may arrive already marked (a copy of a redriven one).
+    let mut marked = letter("g", datetime!(2026-05-01 17:00:00 UTC));
+    marked.attempts.clear();
+    marked.redrive = Some(RedriveMark {
+        at: datetime!(2026-05-02 08:00:00.000002 UTC),
+        request_id: RequestId::new(),
+    });
+    assert!(store.put_dead_letter(&marked).await.unwrap());
+    assert_eq!(
+        store.get_dead_letter(&marked.request_id).await.unwrap(),
+        Some(marked)
+    );
+}
+
+async fn dead_letters_list_oldest_first_by_page(store: Arc<dyn Store>) {
+    let base = datetime!(2026-05-01 12:00:00.000001 UTC);
+    let mut letters = Vec::new();
+    // Three letters share each time, so some page boundaries fall among equal times.
+    for i in 0..12u32 {
+        let function = if i % 2 == 0 { "f" } else { "g" };
+        let l = letter(function, base + Duration::from_secs(u64::from(i / 3)));
+        assert!(store.put_dead_letter(&l).await.unwrap());
+        letters.push(l);
+    }
+    let oldest_first = |filter: &dyn Fn(&DeadLetter) -> bool| {
+        let mut expected: Vec<DeadLetter> = letters.iter().filter(|l| filter(l)).cloned().collect();
+        expected.sort_by_key(|l| (l.dead_lettered_at, l.request_id));
+        expected
+    };
+    let cursor_of = |l: &DeadLetter| Cursor {
+        at: l.dead_lettered_at,
+        request_id: l.request_id,
+    };
+    let list = |filter: DeadLetterFilter, page_size: usize| {
+        let store = store.clone();
+        all_pages(page_size, cursor_of, move |after| {
+            let store = store.clone();
+            let filter = filter.clone();
+            async move {
+                store
+                    .list_dead_letters(&filter, after.as_ref(), page_size)
+                    .await
+                    .unwrap()
+            }
+        })
+    };
+
+    for page_size in [1, 2, 5, 12, 50] {
+        assert_eq!(
+            list(DeadLetterFilter::default(), page_size).await,
+            oldest_first(&|_| true),
+            "page size {page_size}"
+        );
+    }
+    let of_g = DeadLetterFilter {
+        function_name: Some(name("g")),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(
+        list(of_g, 2).await,
+        oldest_first(&|l| l.function_name == name("g"))
+    );
+    // `since` is inclusive, `until` exclusive, both exact to the microsecond.
+    let since = base + Duration::from_secs(1);
+    let until = base + Duration::from_secs(3);
+    let window = DeadLetterFilter {
+        function_name: None,
+        since: Some(since),
+        until: Some(until),
+    };
+    let in_window = list(window, 4).await;
+    assert_eq!(
+        in_window,
+        oldest_first(&|l| l.dead_lettered_at >= since && l.dead_lettered_at < until)
+    );
+    assert_eq!(in_window.len(), 6);
+    let f_since = DeadLetterFilter {
+        function_name: Some(name("f")),
+        since: Some(base + Duration::from_secs(3)),
+        until: None,
+    };
+    assert_eq!(
+        list(f_since, 1).await,
+        oldest_first(&|l| l.function_name == name("f")
+            && l.dead_lettered_at >= base + Duration::from_secs(3))
+    );
+    let a_microsecond_late = DeadLetterFilter {
+        since: Some(base + Duration::from_micros(1)),
+        until: Some(base + Duration::from_secs(1)),
+        ..DeadLetterFilter::default()
+    };
+    assert!(
+        store
+            .list_dead_letters(&a_microsecond_late, None, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_redrive_mark_is_set_once_and_taken_back_by_its_owner(store: Arc<dyn Store>) {
+    let l = letter("f", datetime!(2026-05-01 16:00:00 UTC));
+    store.put_dead_letter(&l).await.unwrap();
+    let mark = RedriveMark {
+        at: datetime!(2026-05-02 09:00:00.000003 UTC),
+        request_id: RequestId::new(),
+    };
+    let rival = RedriveMark {
+        at: datetime!(2026-05-02 09:00:01 UTC),
+        request_id: RequestId::new(),
+    };
+    let redrive_of = |store: Arc<dyn Store>, id: RequestId| async move {
+        store.get_dead_letter(&id).await.unwrap().unwrap().redrive
+    };
+
+    assert!(store.mark_redriven(&l.request_id, &mark).await.unwrap());
+    assert!(!store.mark_redriven(&l.request_id, &rival).await.unwrap());
+    assert_eq!(redrive_of(store.clone(), l.request_id).await, Some(mark));
+    assert!(!store.mark_redriven(&RequestId::new(), &mark).await.unwrap());
+
+    // Only the redrive that set the mark may take it back.
+    store.unmark_redriven(&l.request_id, &rival).await.unwrap();
+    assert_eq!(redrive_of(store.clone(), l.request_id).await, Some(mark));
+    store.unmark_redriven(&l.request_id, &mark).await.unwrap();
+    assert_eq!(redrive_of(store.clone(), l.request_id).await, None);
+    store.unmark_redriven(&l.request_id, &mark).await.unwrap();
+    store
+        .unmark_redriven(&RequestId::new(), &mark)
+        .await
+        .unwrap();
+
+    assert!(store.mark_redriven(&l.request_id, &rival).await.unwrap());
+    assert_eq!(redrive_of(store.clone(), l.request_id).await, Some(rival));
+    // Nothing else about the letter changed.
+    assert_eq!(
+        store.get_dead_letter(&l.request_id).await.unwrap(),
+        Some(DeadLetter {
+            redrive: Some(rival),
+            ..l
+        })
+    );
+}
+
+async fn dead_letters_are_deleted_and_purged(store: Arc<dyn Store>) {
+    let base = datetime!(2026-05-01 12:00:00 UTC);
+    let mut letters = Vec::new();
+    for i in 0..10u64 {
+        let function = if i < 6 { "f" } else { "g" };
+        let l = letter(function, base + Duration::from_secs(i));
+        store.put_dead_letter(&l).await.unwrap();
+        letters.push(l);
+    }
+    let count = |store: Arc<dyn Store>| async move {
+        store
+            .list_dead_letters(&DeadLetterFilter::default(), None, 100)
+            .await
+            .unwrap()
+            .len()
+    };
+
+    assert!(
+        store
+            .delete_dead_letter(&letters[0].request_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_dead_letter(&letters[0].request_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_dead_letter(&letters[0].request_id).await.unwrap(),
+        None
+    );
+    assert_eq!(count(store.clone()).await, 9);
+
+    // Letters 1..6 are f's; 1 and 2 are before the window.
+    let f_from_3 = DeadLetterFilter {
+        function_name: Some(name("f")),
+        since: Some(base + Duration::from_secs(3)),
+        until: None,
+    };
+    assert_eq!(store.purge_dead_letters(&f_from_3).await.unwrap(), 3);
+    assert_eq!(store.purge_dead_letters(&f_from_3).await.unwrap(), 0);
+    assert_eq!(count(store.clone()).await, 6);
+    assert!(
+        store
+            .get_dead_letter(&letters[2].request_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let until_8 = DeadLetterFilter {
+        until: Some(base + Duration::from_secs(8)),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(store.purge_dead_letters(&until_8).await.unwrap(), 4);
+    let left: Vec<RequestId> = store
+        .list_dead_letters(&DeadLetterFilter::default(), None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.request_id)
+        .collect();
+    assert_eq!(left, [letters[8].request_id, letters[9].request_id]);
+
+    let of_nobody = DeadLetterFilter {
+        function_name: Some(name("nobody")),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(store.purge_dead_letters(&of_nobody).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .purge_dead_letters(&DeadLetterFilter::default())
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(count(store.clone()).await, 0);
 }
 
 macro_rules! conformance {
@@ -398,6 +1075,15 @@ conformance!(
     a_batch_keeps_the_last_record_of_each_request,
     large_batches_are_written_whole,
     times_are_kept_in_utc_to_the_microsecond,
+    invocations_list_newest_first_by_page,
+    stored_records_are_replaced_only_by_ones_that_supersede_them,
+    attempt_history_and_redrive_origin_round_trip,
+    event_invoke_configs_upsert_list_and_delete,
+    event_invoke_configs_belong_to_their_function,
+    a_dead_letter_is_stored_once,
+    dead_letters_list_oldest_first_by_page,
+    a_redrive_mark_is_set_once_and_taken_back_by_its_owner,
+    dead_letters_are_deleted_and_purged,
 );
 
 #[tokio::test]
@@ -450,4 +1136,129 @@ async fn a_cached_store_sees_its_own_writes_at_once() {
 
     here.delete_function(&original.name).await.unwrap();
     assert_eq!(here.get_function(&original.name).await.unwrap(), None);
+}
+
+/// The queue-worker reads an event invoke configuration per event: it is cached, "none"
+/// included, and this store's own writes are seen at once.
+#[tokio::test]
+async fn a_cached_store_caches_event_invoke_configs() {
+    let backend = sqlite().await;
+    let here = nimbus_store::CachedStore::new(backend.store.clone(), Duration::from_secs(3600));
+    let there = nimbus_store::CachedStore::new(backend.store.clone(), Duration::from_secs(3600));
+    let code = with_code(&*backend.store).await;
+    let f = function("configured", &code);
+    backend.store.create_function(&f).await.unwrap();
+
+    assert_eq!(
+        here.get_event_invoke_config(&f.name, LATEST).await.unwrap(),
+        None
+    );
+    let first = event_config(Some(1));
+    there
+        .put_event_invoke_config(&f.name, LATEST, &first)
+        .await
+        .unwrap();
+    // Another process's write waits for the time-to-live; this one's own is seen at once.
+    assert_eq!(
+        here.get_event_invoke_config(&f.name, LATEST).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        there
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+    let second = event_config(Some(0));
+    here.put_event_invoke_config(&f.name, LATEST, &second)
+        .await
+        .unwrap();
+    assert_eq!(
+        here.get_event_invoke_config(&f.name, LATEST).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        there
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        Some(first)
+    );
+
+    assert!(
+        there
+            .delete_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        here.get_event_invoke_config(&f.name, LATEST).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        there
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Deleting the function forgets all of its configurations.
+    here.put_event_invoke_config(&f.name, "1", &second)
+        .await
+        .unwrap();
+    assert!(
+        here.get_event_invoke_config(&f.name, "1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    here.delete_function(&f.name).await.unwrap();
+    assert_eq!(
+        here.get_event_invoke_config(&f.name, LATEST).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        here.get_event_invoke_config(&f.name, "1").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_cached_store_refetches_event_invoke_configs_after_the_ttl() {
+    let backend = sqlite().await;
+    let ttl = Duration::from_secs(1);
+    let cached = nimbus_store::CachedStore::new(backend.store.clone(), ttl);
+    let code = with_code(&*backend.store).await;
+    let f = function("expiring", &code);
+    backend.store.create_function(&f).await.unwrap();
+    assert_eq!(
+        cached
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+    let config = event_config(Some(2));
+    backend
+        .store
+        .put_event_invoke_config(&f.name, LATEST, &config)
+        .await
+        .unwrap();
+    assert_eq!(
+        cached
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert_eq!(
+        cached
+            .get_event_invoke_config(&f.name, LATEST)
+            .await
+            .unwrap(),
+        Some(config)
+    );
 }
