@@ -156,8 +156,14 @@ fn filter(
     since: Option<String>,
     until: Option<String>,
 ) -> Result<DeadLetterFilter, Error> {
-    let since = since.as_deref().map(|s| timestamp(s, "since")).transpose()?;
-    let until = until.as_deref().map(|u| timestamp(u, "until")).transpose()?;
+    let since = since
+        .as_deref()
+        .map(|s| timestamp(s, "since"))
+        .transpose()?;
+    let until = until
+        .as_deref()
+        .map(|u| timestamp(u, "until"))
+        .transpose()?;
     if let (Some(since), Some(until)) = (since, until)
         && since > until
     {

@@ -239,14 +239,16 @@ fn destination_function(
         return Err(invalid(format!("unknown partition '{partition}'")));
     }
     if *service != "lambda" {
+        let what = match *service {
+            "sqs" => "an SQS queue".to_owned(),
+            "sns" => "an SNS topic".to_owned(),
+            "events" => "an EventBridge event bus".to_owned(),
+            "s3" => "an S3 bucket".to_owned(),
+            other => format!("a resource of service '{other}'"),
+        };
         return Err(Error::InvalidParameterValue(format!(
-            "{member} destination {arn} is a{} {service} resource: Nimbus delivers \
-             asynchronous invocation results only to Lambda functions",
-            if service.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                "n"
-            } else {
-                ""
-            }
+            "{member} destination {arn} is {what}: Nimbus delivers asynchronous invocation \
+             results only to Lambda functions"
         )));
     }
     if !matches!(resource, ["function", _] | ["function", _, _]) {
@@ -288,7 +290,10 @@ mod tests {
         assert_eq!((name.as_str(), qualifier), ("sink", None));
         let (name, qualifier) =
             parse("arn:aws:lambda:us-east-1:000000000000:function:sink:$LATEST").unwrap();
-        assert_eq!((name.as_str(), qualifier.as_deref()), ("sink", Some("$LATEST")));
+        assert_eq!(
+            (name.as_str(), qualifier.as_deref()),
+            ("sink", Some("$LATEST"))
+        );
     }
 
     #[test]
@@ -298,7 +303,7 @@ mod tests {
         else {
             panic!("an SQS queue was accepted");
         };
-        assert!(message.contains("an sqs resource"), "{message}");
+        assert!(message.contains("an SQS queue"), "{message}");
         assert!(message.contains("only to Lambda functions"), "{message}");
         for arn in [
             "sink",

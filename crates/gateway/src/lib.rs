@@ -74,10 +74,7 @@ pub fn router(state: AppState) -> Router {
             "/2019-09-25/functions/{FunctionName}/event-invoke-config/list",
             get(event_invoke::list_configs),
         )
-        .route(
-            "/nimbus/v1/invocations",
-            get(invocations::list_invocations),
-        )
+        .route("/nimbus/v1/invocations", get(invocations::list_invocations))
         .route(
             "/nimbus/v1/invocations/{RequestId}",
             get(invocations::get_invocation),

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use nimbus_core::{Attempt, DeadLetter, Error, FunctionConfig, InvocationRecord, Redriven};
-use serde_json::value::RawValue;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;

@@ -1,5 +1,7 @@
-//! A real gateway on a loopback port, over a real SQLite store in a temporary folder, with an
-//! in-test invoker whose behaviour each function's name picks. Stops when dropped.
+//! A real gateway on a loopback port, over a real SQLite store and a real SQLite event queue
+//! in a temporary folder, with an in-test invoker whose behaviour each function's name picks
+//! and an in-memory stand-in for the DLQ service (the real one has its own tests). Stops when
+//! dropped.
 
 use std::io::{Cursor, Write as _};
 use std::net::SocketAddr;
@@ -11,9 +13,14 @@ use bytes::Bytes;
 use nimbus_core::error::ThrottleReason;
 use nimbus_core::function::LATEST;
 use nimbus_core::invocation::error_document;
-use nimbus_core::{Error, FunctionError, InvokeOutcome, InvokeRequest, Invoker, RequestId};
+use nimbus_core::{
+    Cursor as PageCursor, DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetters, Error,
+    FunctionError, InvokeOutcome, InvokeRequest, Invoker, RedriveMark, Redriven, RequestId,
+    Selection,
+};
 use nimbus_gateway::{AppState, GatewayConfig};
-use nimbus_store::{RecordWriter, RecordWriterConfig};
+use nimbus_queue::{EventQueue, QueueStats, QueuedEvent, SqliteQueue, SqliteQueueConfig};
+use nimbus_store::{RecordWriter, RecordWriterConfig, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,11 +100,175 @@ impl Invoker for TestInvoker {
     }
 }
 
+/// The DLQ service as the gateway sees it, over a list in memory: enough to drive every
+/// dead-letter route. Redriving only marks the letter (the real service also re-queues it).
+#[derive(Default)]
+pub(crate) struct TestDeadLetters {
+    letters: Mutex<Vec<DeadLetter>>,
+}
+
+impl TestDeadLetters {
+    pub(crate) fn all(&self) -> Vec<DeadLetter> {
+        self.letters.lock().unwrap().clone()
+    }
+
+    fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
+        filter
+            .function_name
+            .as_ref()
+            .is_none_or(|name| *name == letter.function_name)
+            && filter
+                .since
+                .is_none_or(|since| letter.dead_lettered_at >= since)
+            && filter
+                .until
+                .is_none_or(|until| letter.dead_lettered_at < until)
+    }
+
+    fn selected(selection: &Selection, letter: &DeadLetter) -> bool {
+        match selection {
+            Selection::One(id) => letter.request_id == *id,
+            Selection::Matching(filter) => Self::matches(filter, letter),
+        }
+    }
+}
+
+fn not_found(id: RequestId) -> Error {
+    Error::ResourceNotFound(format!("Dead letter not found: {id}"))
+}
+
+#[async_trait::async_trait]
+impl DeadLetters for TestDeadLetters {
+    async fn put(&self, letter: DeadLetter) -> nimbus_core::Result<()> {
+        let mut letters = self.letters.lock().unwrap();
+        if !letters.iter().any(|l| l.request_id == letter.request_id) {
+            letters.push(letter);
+            // Oldest first, as the service walks them.
+            letters.sort_by_key(|l| (l.dead_lettered_at, l.request_id));
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        filter: DeadLetterFilter,
+        after: Option<PageCursor>,
+        limit: usize,
+    ) -> nimbus_core::Result<DeadLetterPage> {
+        let limit = limit.min(nimbus_core::dead_letter::MAX_DEAD_LETTER_PAGE);
+        let key = |l: &DeadLetter| (l.dead_lettered_at, l.request_id);
+        let mut letters: Vec<DeadLetter> = self
+            .all()
+            .into_iter()
+            .filter(|l| Self::matches(&filter, l))
+            .filter(|l| after.is_none_or(|c| key(l) > (c.at, c.request_id)))
+            .collect();
+        letters.sort_by_key(key);
+        let next = (letters.len() > limit).then(|| {
+            let last = &letters[limit - 1];
+            PageCursor {
+                at: last.dead_lettered_at,
+                request_id: last.request_id,
+            }
+        });
+        letters.truncate(limit);
+        Ok(DeadLetterPage { letters, next })
+    }
+
+    async fn get(&self, request_id: RequestId) -> nimbus_core::Result<DeadLetter> {
+        self.all()
+            .into_iter()
+            .find(|l| l.request_id == request_id)
+            .ok_or_else(|| not_found(request_id))
+    }
+
+    async fn redrive(&self, selection: Selection) -> nimbus_core::Result<Vec<Redriven>> {
+        let mut letters = self.letters.lock().unwrap();
+        if let Selection::One(id) = selection {
+            let letter = letters
+                .iter()
+                .find(|l| l.request_id == id)
+                .ok_or_else(|| not_found(id))?;
+            if letter.redrive.is_some() {
+                return Err(Error::ResourceConflict(format!(
+                    "Dead letter {id} was redriven already"
+                )));
+            }
+        }
+        let mut redriven = Vec::new();
+        for letter in letters.iter_mut() {
+            if Self::selected(&selection, letter) && letter.redrive.is_none() {
+                let mark = RedriveMark {
+                    at: time::OffsetDateTime::now_utc(),
+                    request_id: RequestId::new(),
+                };
+                letter.redrive = Some(mark);
+                redriven.push(Redriven {
+                    original: letter.request_id,
+                    request_id: mark.request_id,
+                });
+            }
+        }
+        Ok(redriven)
+    }
+
+    async fn purge(&self, selection: Selection) -> nimbus_core::Result<u64> {
+        let mut letters = self.letters.lock().unwrap();
+        let before = letters.len();
+        letters.retain(|l| !Self::selected(&selection, l));
+        Ok((before - letters.len()) as u64)
+    }
+}
+
+/// A queue that is down: every call fails.
+pub(crate) struct BrokenQueue;
+
+#[async_trait::async_trait]
+impl EventQueue for BrokenQueue {
+    async fn enqueue(&self, _: &QueuedEvent) -> nimbus_queue::Result<()> {
+        Err(nimbus_queue::Error::Config("the queue is down".into()))
+    }
+
+    async fn claim(
+        &self,
+        _: &str,
+        _: usize,
+        _: Duration,
+    ) -> nimbus_queue::Result<Vec<nimbus_queue::Delivery>> {
+        Err(nimbus_queue::Error::Config("the queue is down".into()))
+    }
+
+    async fn touch(&self, _: &str, _: &nimbus_queue::Delivery) -> nimbus_queue::Result<bool> {
+        Err(nimbus_queue::Error::Config("the queue is down".into()))
+    }
+
+    async fn ack(&self, _: &nimbus_queue::Delivery) -> nimbus_queue::Result<()> {
+        Err(nimbus_queue::Error::Config("the queue is down".into()))
+    }
+
+    async fn retry_later(
+        &self,
+        _: &nimbus_queue::Delivery,
+        _: &QueuedEvent,
+        _: time::OffsetDateTime,
+    ) -> nimbus_queue::Result<()> {
+        Err(nimbus_queue::Error::Config("the queue is down".into()))
+    }
+
+    async fn stats(&self) -> nimbus_queue::Result<QueueStats> {
+        Err(nimbus_queue::Error::Config("the queue is down".into()))
+    }
+}
+
 pub(crate) struct Gateway {
     pub url: String,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub invoker: Arc<TestInvoker>,
+    /// The queue the gateway writes to (unused when it was started with another one).
+    pub queue: Arc<SqliteQueue>,
+    pub store: Arc<dyn Store>,
+    pub dead_letters: Arc<TestDeadLetters>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     _data: tempfile::TempDir,
@@ -105,12 +276,42 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     pub(crate) async fn start() -> Self {
+        Self::start_with(None, RecordWriterConfig::default()).await
+    }
+
+    /// A gateway whose event queue is `queue` instead of the harness' SQLite one.
+    pub(crate) async fn start_with_queue(queue: Arc<dyn EventQueue>) -> Self {
+        Self::start_with(Some(queue), RecordWriterConfig::default()).await
+    }
+
+    pub(crate) async fn start_with(
+        queue: Option<Arc<dyn EventQueue>>,
+        records: RecordWriterConfig,
+    ) -> Self {
         let data = tempfile::tempdir().unwrap();
         let database = format!("sqlite://{}", data.path().join("nimbus.db").display());
         let store = nimbus_store::connect(&database).await.unwrap();
-        let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+        let records = RecordWriter::start(store.clone(), records);
         let invoker = Arc::new(TestInvoker::default());
-        let state = AppState::new(store, invoker.clone(), records, GatewayConfig::default());
+        let sqlite_queue = Arc::new(
+            SqliteQueue::connect(
+                &format!("sqlite://{}", data.path().join("queue.db").display()),
+                SqliteQueueConfig {
+                    visibility_timeout: Duration::from_secs(60),
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let dead_letters = Arc::new(TestDeadLetters::default());
+        let state = AppState::new(
+            store.clone(),
+            invoker.clone(),
+            queue.unwrap_or_else(|| sqlite_queue.clone()),
+            dead_letters.clone(),
+            records,
+            GatewayConfig::default(),
+        );
         // Bound before serving, so requests queue until the server takes them.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -127,6 +328,9 @@ impl Gateway {
             addr,
             http: reqwest::Client::new(),
             invoker,
+            queue: sqlite_queue,
+            store,
+            dead_letters,
             shutdown: Some(shutdown),
             server: Some(server),
             _data: data,
@@ -187,6 +391,27 @@ impl Gateway {
 
     pub(crate) async fn delete(&self, path: &str) -> Answer {
         self.send(self.http.delete(self.url(path))).await
+    }
+
+    pub(crate) async fn post(&self, path: &str) -> Answer {
+        self.send(self.http.post(self.url(path))).await
+    }
+
+    /// Every event waiting in the harness' queue, claimed (and so taken out of view).
+    pub(crate) async fn take_queued(&self) -> Vec<QueuedEvent> {
+        self.queue
+            .claim("test", 1000, Duration::ZERO)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|delivery| delivery.event)
+            .collect()
+    }
+
+    /// How many events wait in the harness' queue.
+    pub(crate) async fn queued(&self) -> u64 {
+        let stats = self.queue.stats().await.unwrap();
+        stats.ready + stats.delayed + stats.in_flight
     }
 
     /// Creates a Python function with the default settings and a small zip.

@@ -313,19 +313,9 @@ async fn functions_are_invoked_by_arn() {
 }
 
 #[tokio::test]
-async fn event_invocations_wait_for_a_queue() {
+async fn an_unknown_invocation_type_is_refused() {
     let gateway = Gateway::start().await;
     gateway.create("later").await;
-    let answer = gateway
-        .send(
-            gateway
-                .http
-                .post(gateway.url(&invocations("later")))
-                .header("X-Amz-Invocation-Type", "Event")
-                .body("{}"),
-        )
-        .await;
-    answer.assert_error(400, "InvalidParameterValueException");
     gateway
         .send(
             gateway
@@ -337,6 +327,7 @@ async fn event_invocations_wait_for_a_queue() {
         .await
         .assert_error(400, "InvalidParameterValueException");
     assert_eq!(gateway.invoker.calls(), 0);
+    assert_eq!(gateway.queued().await, 0);
 }
 
 #[tokio::test]

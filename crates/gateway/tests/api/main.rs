@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod control;
+mod dead_letters;
+mod event_invoke;
+mod event_invoke_config;
 mod harness;
+mod invocation_list;
 mod invoke;
 mod serve;
