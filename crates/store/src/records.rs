@@ -214,9 +214,12 @@ impl Inner {
         {
             return Admission::Full(record);
         }
+        let first = buffer.oldest_pending.is_none();
         buffer.oldest_pending.get_or_insert_with(Instant::now);
         buffer.pending.insert(record.request_id, record);
-        if buffer.pending.len() >= self.config.max_batch {
+        // The first record starts the flush interval the flusher must wait out; a full batch
+        // is due at once.
+        if first || buffer.pending.len() >= self.config.max_batch {
             self.batch_ready.notify_one();
         }
         Admission::Buffered
@@ -567,6 +570,19 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert_eq!(store.stored(&r.request_id), Some(r));
         assert_eq!(writer.stats().flushes, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_reaching_an_idle_flusher_is_flushed_after_one_interval() {
+        let store = MemoryStore::new();
+        let interval = Duration::from_millis(50);
+        let writer = RecordWriter::start(store.clone(), config(512, interval));
+        // The flusher has found nothing to do and waits.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = record(InvocationStatus::Queued);
+        writer.record(r.clone()).await;
+        tokio::time::sleep(interval + Duration::from_millis(1)).await;
+        assert_eq!(store.stored(&r.request_id), Some(r));
     }
 
     #[tokio::test(start_paused = true)]
