@@ -9,6 +9,7 @@ use nimbus_telemetry::LogFormat;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 pub const DEFAULT_INVOKER_LISTEN: &str = "127.0.0.1:9100";
+pub const DEFAULT_DLQ_LISTEN: &str = "127.0.0.1:9200";
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9000";
 pub const DEFAULT_DATA_DIR: &str = ".nimbus";
 
@@ -35,14 +36,20 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Run the invoker (the gRPC service that runs functions) alone.
     Invoker(InvokerArgs),
+    /// Run a queue-worker: take Event invocations from Redis and run them, with retries.
+    QueueWorker(QueueWorkerArgs),
+    /// Run the DLQ service (no subcommand), or list, show, redrive and purge dead letters.
+    Dlq(DlqArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(MigrateArgs),
     /// Deploy, list, show and delete functions.
     #[command(subcommand, name = "fn")]
     Function(FunctionCommand),
     /// Invoke a function and print its result.
     Invoke(InvokeArgs),
     /// Look up invocation records.
-    #[command(subcommand)]
-    Invocation(InvocationCommand),
+    #[command(subcommand, visible_alias = "invocation")]
+    Invocations(InvocationCommand),
     /// Measure sync invoke latency and throughput against a loopback HTTP echo.
     Bench(BenchArgs),
 }
@@ -61,11 +68,22 @@ pub struct DevArgs {
     #[arg(long, env = "NIMBUS_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Redis URL for the event queue; defaults to the SQLite queue `queue.db` in the data
+    /// folder.
+    #[arg(long, env = "NIMBUS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
     #[command(flatten)]
     pub gateway: GatewayLimits,
 
     #[command(flatten)]
     pub instances: InstanceArgs,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -82,8 +100,175 @@ pub struct GatewayArgs {
     #[arg(long, env = "NIMBUS_INVOKER_URL")]
     pub invoker_url: String,
 
+    /// gRPC address of the DLQ service, e.g. http://127.0.0.1:9200.
+    #[arg(long, env = "NIMBUS_DLQ_URL")]
+    pub dlq_url: String,
+
+    /// Redis URL of the event queue, e.g. redis://127.0.0.1:6379.
+    #[arg(long, env = "NIMBUS_REDIS_URL")]
+    pub redis_url: String,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
     #[command(flatten)]
     pub limits: GatewayLimits,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Prefix of the Redis keys of the event queue; services sharing a queue share it.
+    #[arg(long, env = "NIMBUS_REDIS_KEY_PREFIX", default_value = "nimbus")]
+    pub redis_key_prefix: String,
+
+    /// How long a claimed event stays hidden from other workers without a heartbeat; a
+    /// worker that dies mid-event leaves it to another after this long.
+    #[arg(long, env = "NIMBUS_VISIBILITY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub visibility_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueWorkerArgs {
+    /// Store URL (`postgres://...`): functions, their event invoke configs, records.
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Redis URL of the event queue, e.g. redis://127.0.0.1:6379.
+    #[arg(long, env = "NIMBUS_REDIS_URL")]
+    pub redis_url: String,
+
+    /// gRPC address of the invoker, e.g. http://127.0.0.1:9100.
+    #[arg(long, env = "NIMBUS_INVOKER_URL")]
+    pub invoker_url: String,
+
+    /// gRPC address of the DLQ service, e.g. http://127.0.0.1:9200.
+    #[arg(long, env = "NIMBUS_DLQ_URL")]
+    pub dlq_url: String,
+
+    /// AWS region shown in the ARNs of invocation records.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// How long the worker reuses a function's configuration before reading it again.
+    #[arg(long, env = "NIMBUS_FUNCTION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub function_cache_ttl: Duration,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Events a queue-worker runs at once.
+    #[arg(long, env = "NIMBUS_MAX_INFLIGHT", default_value_t = nimbus_queue_worker::config::DEFAULT_MAX_INFLIGHT)]
+    pub max_inflight: usize,
+
+    /// Wait before the first retry of a failed event; each later retry waits twice as long
+    /// as the one before, plus jitter (Lambda: about 1 minute, then 2).
+    #[arg(long, env = "NIMBUS_RETRY_BASE_DELAY", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retry_base_delay: Duration,
+
+    /// First back-off after a throttle or a Nimbus failure; it doubles up to
+    /// --system-retry-max-delay.
+    #[arg(long, env = "NIMBUS_SYSTEM_RETRY_BASE_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub system_retry_base_delay: Duration,
+
+    #[arg(long, env = "NIMBUS_SYSTEM_RETRY_MAX_DELAY", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub system_retry_max_delay: Duration,
+
+    /// How long shutdown waits for running events before leaving them to be redelivered.
+    #[arg(long, env = "NIMBUS_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: Option<DlqCommand>,
+
+    #[command(flatten)]
+    pub serve: DlqServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqServeArgs {
+    /// Address the gRPC service listens on.
+    #[arg(long, env = "NIMBUS_DLQ_LISTEN", default_value = DEFAULT_DLQ_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Store URL (`postgres://...`) where dead letters are kept.
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Redis URL of the event queue redriven letters go back to.
+    #[arg(long, env = "NIMBUS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first.
+    List {
+        #[command(flatten)]
+        filter: DeadLetterFilterArgs,
+        /// Letters per page, at most 100.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// The page token a previous listing printed.
+        #[arg(long)]
+        next: Option<String>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Show one dead letter with its payload and every attempt.
+    Show {
+        request_id: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Queue dead letters again as fresh invocations: one by request id, or a filtered set.
+    Redrive(DeadLetterSelectionArgs),
+    /// Delete dead letters: one by request id, or a filtered set.
+    Purge(DeadLetterSelectionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterFilterArgs {
+    /// Only this function's letters.
+    #[arg(long)]
+    pub function: Option<String>,
+    /// Only letters dead-lettered at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only letters dead-lettered before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterSelectionArgs {
+    /// One letter's request id; without it, the filter selects.
+    pub request_id: Option<String>,
+    #[command(flatten)]
+    pub filter: DeadLetterFilterArgs,
+    /// Select every letter (no filter needed).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Store URL (`postgres://...` or `sqlite://PATH`).
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database_url: String,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +276,10 @@ pub struct GatewayLimits {
     /// Largest synchronous invoke payload, in bytes.
     #[arg(long, env = "NIMBUS_MAX_SYNC_PAYLOAD", default_value_t = nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES)]
     pub max_sync_payload: usize,
+
+    /// Largest asynchronous (Event) invoke payload, in bytes.
+    #[arg(long, env = "NIMBUS_MAX_ASYNC_PAYLOAD", default_value_t = nimbus_core::limits::MAX_ASYNC_PAYLOAD_BYTES)]
+    pub max_async_payload: usize,
 
     /// AWS region the API reports in ARNs and to functions.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
@@ -220,8 +409,26 @@ pub struct InvokeArgs {
 #[derive(Debug, Subcommand)]
 pub enum InvocationCommand {
     /// Show the record of one invocation.
-    Get {
+    #[command(visible_alias = "get")]
+    Show {
         request_id: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// List invocation records, newest first.
+    List {
+        /// Only this function's invocations.
+        #[arg(long)]
+        function: Option<String>,
+        /// Only invocations in this state: queued, running, retrying, succeeded, failed,
+        /// dead_lettered.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// The page token a previous listing printed.
+        #[arg(long)]
+        next: Option<String>,
         #[command(flatten)]
         endpoint: EndpointArgs,
     },

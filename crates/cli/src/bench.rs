@@ -16,8 +16,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{BenchArgs, GatewayLimits};
-use crate::serve::{InProcessPlatform, invoker_config};
+use crate::args::{BenchArgs, GatewayLimits, QueueArgs};
+use crate::serve::{InProcessPlatform, embedded_queue, invoker_config};
+use nimbus_queue_worker::WorkerConfig;
 
 /// Goals from the foundation issue, on a 2-core machine with warm instances.
 const GOAL_P50_RATIO_AT_ONE_CLIENT: f64 = 3.0;
@@ -34,13 +35,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let database_url = format!("sqlite://{}", data_dir.path().join("nimbus.db").display());
     let limits = GatewayLimits {
         max_sync_payload: nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES,
+        max_async_payload: nimbus_core::limits::MAX_ASYNC_PAYLOAD_BYTES,
         region: "us-east-1".to_owned(),
         function_cache_ttl: nimbus_store::DEFAULT_FUNCTION_CACHE_TTL,
     };
+    let queue = embedded_queue(
+        data_dir.path(),
+        &QueueArgs {
+            redis_key_prefix: String::new(),
+            visibility_timeout: Duration::from_secs(60),
+        },
+    )
+    .await?;
     let platform = InProcessPlatform::start(
         &database_url,
+        queue,
         invoker_config(data_dir.path(), &limits.region, &args.instances),
         &limits,
+        WorkerConfig::default(),
     )
     .await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;

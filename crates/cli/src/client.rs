@@ -125,6 +125,27 @@ impl LambdaClient {
             .map(drop)
     }
 
+    /// A `/nimbus/v1` call; `query` pairs with a `None` value are left out.
+    pub async fn nimbus(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> anyhow::Result<Value> {
+        // Only the query of this URL is used: it encodes the pairs.
+        let mut encoder = reqwest::Url::parse("http://query.invalid/")?;
+        encoder.query_pairs_mut().extend_pairs(
+            query
+                .iter()
+                .filter_map(|(key, value)| value.as_deref().map(|value| (*key, value))),
+        );
+        let path = match encoder.query() {
+            Some(query) if !query.is_empty() => format!("nimbus/v1/{path}?{query}"),
+            _ => format!("nimbus/v1/{path}"),
+        };
+        self.call(method, &path, None).await
+    }
+
     pub async fn invocation_record(&self, request_id: &str) -> anyhow::Result<Value> {
         self.call(
             Method::GET,

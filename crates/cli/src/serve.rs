@@ -1,33 +1,48 @@
 //! Runs the services: all in one process (`nimbus dev`) or one per process (`nimbus gateway`,
-//! `nimbus invoker`). Each announces `nimbus: <service> listening on <address>` on stdout once
-//! it accepts connections, and drains on the shutdown token.
+//! `nimbus invoker`, `nimbus queue-worker`, `nimbus dlq`). Each announces
+//! `nimbus: <service> listening on <address>` (the queue-worker: `nimbus: queue-worker
+//! running as <consumer>`) on stdout once it is ready, and drains on the shutdown token.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use nimbus_core::Invoker;
+use nimbus_core::{DeadLetters, Invoker, RetryPolicy};
+use nimbus_dlq::DeadLetterService;
+use nimbus_dlq::grpc::RemoteDeadLetters;
 use nimbus_gateway::{AppState, GatewayConfig};
 use nimbus_invoker::{InvokerConfig, LocalInvoker};
+use nimbus_queue::{EventQueue, RedisQueue, RedisQueueConfig, SqliteQueue, SqliteQueueConfig};
+use nimbus_queue_worker::{QueueWorker, WorkerConfig};
 use nimbus_store::{RecordWriter, RecordWriterConfig, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{DevArgs, GatewayArgs, GatewayLimits, InstanceArgs, InvokerArgs};
+use crate::args::{
+    DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs, InvokerArgs, MigrateArgs,
+    QueueArgs, QueueWorkerArgs, WorkerArgs,
+};
+
+/// The consumer group every queue-worker of a queue joins.
+const CONSUMER_GROUP: &str = "workers";
 
 pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
-        None => embedded_database_url(&args.data_dir)?,
+        None => embedded_url(&args.data_dir, "nimbus.db")?,
     };
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let queue = match &args.redis_url {
+        Some(url) => redis_queue(url, &args.queue).await?,
+        None => embedded_queue(&args.data_dir, &args.queue).await?,
+    };
+    let listener = bind(args.listen).await?;
     let platform = InProcessPlatform::start(
         &database_url,
+        queue,
         invoker_config(&args.data_dir, &args.gateway.region, &args.instances),
         &args.gateway,
+        worker_config(&args.worker, &args.queue, &args.gateway.region),
     )
     .await?;
     let address = listener.local_addr()?;
@@ -43,14 +58,16 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
             .await
             .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?,
     );
+    let dead_letters = remote_dead_letters(&args.dlq_url)?;
+    let queue = redis_queue(&args.redis_url, &args.queue).await?;
     let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = bind(args.listen).await?;
     announce("gateway", &format!("http://{}", listener.local_addr()?));
     let router = nimbus_gateway::router(AppState::new(
-        cached(store, &args.limits),
+        cached(store, args.limits.function_cache_ttl),
         invoker,
+        queue,
+        dead_letters,
         records.clone(),
         gateway_config(&args.limits),
     ));
@@ -67,9 +84,7 @@ pub async fn invoker(args: InvokerArgs, shutdown: CancellationToken) -> anyhow::
     )
     .await
     .context("cannot start the invoker")?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = bind(args.listen).await?;
     announce("invoker", &listener.local_addr()?.to_string());
     let served = nimbus_invoker::grpc::serve(
         listener,
@@ -81,10 +96,67 @@ pub async fn invoker(args: InvokerArgs, shutdown: CancellationToken) -> anyhow::
     served.context("the invoker's gRPC server failed")
 }
 
-/// The gateway and the invoker in one process, sharing a store: `nimbus dev` and the
-/// benchmark.
+pub async fn queue_worker(
+    args: QueueWorkerArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = connect_store(&args.database_url).await?;
+    let queue = redis_queue(&args.redis_url, &args.queue).await?;
+    let invoker: Arc<dyn Invoker> = Arc::new(
+        nimbus_invoker::grpc::RemoteInvoker::connect(&args.invoker_url)
+            .await
+            .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?,
+    );
+    let dead_letters = remote_dead_letters(&args.dlq_url)?;
+    let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+    let config = worker_config(&args.worker, &args.queue, &args.region);
+    let consumer = config.consumer.clone();
+    let worker = QueueWorker::new(
+        queue,
+        invoker,
+        dead_letters,
+        cached(store, args.function_cache_ttl),
+        records.clone(),
+        config,
+    );
+    println!("nimbus: queue-worker running as {consumer}");
+    worker.run(shutdown).await;
+    records.shutdown().await;
+    Ok(())
+}
+
+pub async fn dlq(args: DlqServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let database_url = args
+        .database_url
+        .context("the DLQ service needs --database-url (or NIMBUS_DATABASE_URL)")?;
+    let redis_url = args
+        .redis_url
+        .context("the DLQ service needs --redis-url (or NIMBUS_REDIS_URL)")?;
+    let store = connect_store(&database_url).await?;
+    let queue = redis_queue(&redis_url, &args.queue).await?;
+    let service: Arc<dyn DeadLetters> = Arc::new(DeadLetterService::new(store, queue));
+    let listener = bind(args.listen).await?;
+    announce("dlq", &listener.local_addr()?.to_string());
+    nimbus_dlq::grpc::serve(listener, service, shutdown.cancelled_owned())
+        .await
+        .context("the DLQ service's gRPC server failed")
+}
+
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    // Opening a store brings its schema up to date.
+    connect_store(&args.database_url).await?;
+    println!(
+        "nimbus: the schema at {} is up to date",
+        redacted(&args.database_url)
+    );
+    Ok(())
+}
+
+/// Every service in one process, sharing a store, a queue and a record writer: `nimbus dev`
+/// and the benchmark.
 pub struct InProcessPlatform {
     invoker: Arc<LocalInvoker>,
+    worker: QueueWorker,
     records: RecordWriter,
     router: axum::Router,
 }
@@ -92,59 +164,134 @@ pub struct InProcessPlatform {
 impl InProcessPlatform {
     pub async fn start(
         database_url: &str,
+        queue: Arc<dyn EventQueue>,
         invoker_config: InvokerConfig,
         limits: &GatewayLimits,
+        worker_config: WorkerConfig,
     ) -> anyhow::Result<Self> {
         let store = connect_store(database_url).await?;
         let invoker = LocalInvoker::start(invoker_config, store.clone())
             .await
             .context("cannot start the invoker")?;
         let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
-        let router = nimbus_gateway::router(AppState::new(
-            cached(store, limits),
+        let dead_letters: Arc<dyn DeadLetters> =
+            Arc::new(DeadLetterService::new(store.clone(), queue.clone()));
+        let store = cached(store, limits.function_cache_ttl);
+        let worker = QueueWorker::new(
+            queue.clone(),
             invoker.clone() as Arc<dyn Invoker>,
+            dead_letters.clone(),
+            store.clone(),
+            records.clone(),
+            worker_config,
+        );
+        let router = nimbus_gateway::router(AppState::new(
+            store,
+            invoker.clone() as Arc<dyn Invoker>,
+            queue,
+            dead_letters,
             records.clone(),
             gateway_config(limits),
         ));
         Ok(Self {
             invoker,
+            worker,
             records,
             router,
         })
     }
 
-    /// Serves the HTTP API until `shutdown`, then stops instances and flushes records.
+    /// Serves the HTTP API and runs queued events until `shutdown`; then lets running
+    /// events finish, stops instances and flushes records.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let worker = tokio::spawn({
+            let worker = self.worker.clone();
+            let shutdown = shutdown.clone();
+            async move { worker.run(shutdown).await }
+        });
         let served = nimbus_gateway::serve(listener, self.router, shutdown.cancelled_owned()).await;
+        if let Err(error) = worker.await {
+            tracing::error!(%error, "the queue-worker task failed");
+        }
         self.invoker.shutdown().await;
         self.records.shutdown().await;
         served.context("the gateway failed")
     }
 }
 
-/// The gateway reads function configurations through a short-lived cache.
-fn cached(store: Arc<dyn Store>, limits: &GatewayLimits) -> Arc<dyn Store> {
-    Arc::new(nimbus_store::CachedStore::new(
-        store,
-        limits.function_cache_ttl,
-    ))
+/// Services read function configurations through a short-lived cache.
+fn cached(store: Arc<dyn Store>, ttl: std::time::Duration) -> Arc<dyn Store> {
+    Arc::new(nimbus_store::CachedStore::new(store, ttl))
 }
 
 async fn connect_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     nimbus_store::connect(url)
         .await
-        .with_context(|| format!("cannot open the store at {url}"))
+        .with_context(|| format!("cannot open the store at {}", redacted(url)))
 }
 
-fn embedded_database_url(data_dir: &Path) -> anyhow::Result<String> {
+pub async fn redis_queue(url: &str, args: &QueueArgs) -> anyhow::Result<Arc<dyn EventQueue>> {
+    let config = RedisQueueConfig {
+        key_prefix: args.redis_key_prefix.clone(),
+        group: CONSUMER_GROUP.to_owned(),
+        visibility_timeout: args.visibility_timeout,
+        max_len: None,
+    };
+    let queue = RedisQueue::connect(url, config)
+        .await
+        .with_context(|| format!("cannot open the event queue at {}", redacted(url)))?;
+    Ok(Arc::new(queue))
+}
+
+pub async fn embedded_queue(
+    data_dir: &Path,
+    args: &QueueArgs,
+) -> anyhow::Result<Arc<dyn EventQueue>> {
+    let url = embedded_url(data_dir, "queue.db")?;
+    let config = SqliteQueueConfig {
+        visibility_timeout: args.visibility_timeout,
+    };
+    let queue = SqliteQueue::connect(&url, config)
+        .await
+        .with_context(|| format!("cannot open the event queue at {url}"))?;
+    Ok(Arc::new(queue))
+}
+
+fn remote_dead_letters(url: &str) -> anyhow::Result<Arc<dyn DeadLetters>> {
+    let client = RemoteDeadLetters::connect(url)
+        .with_context(|| format!("invalid DLQ service URL {url}"))?;
+    Ok(Arc::new(client))
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// A URL with its password, if any, hidden.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A SQLite URL for `file` in the data folder, which is created if missing.
+fn embedded_url(data_dir: &Path, file: &str) -> anyhow::Result<String> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let path = data_dir.join("nimbus.db");
-    Ok(format!("sqlite://{}", path.display()))
+    Ok(format!("sqlite://{}", data_dir.join(file).display()))
 }
 
 pub fn invoker_config(data_dir: &Path, region: &str, instances: &InstanceArgs) -> InvokerConfig {
@@ -159,9 +306,26 @@ pub fn invoker_config(data_dir: &Path, region: &str, instances: &InstanceArgs) -
     }
 }
 
+pub fn worker_config(args: &WorkerArgs, queue: &QueueArgs, region: &str) -> WorkerConfig {
+    WorkerConfig {
+        // Three heartbeats per timeout: one may be late or lost without losing the claim.
+        heartbeat_interval: queue.visibility_timeout / 3,
+        max_inflight: args.max_inflight,
+        retry: RetryPolicy {
+            function_error_base: args.retry_base_delay,
+            system_error_base: args.system_retry_base_delay,
+            system_error_max: args.system_retry_max_delay,
+        },
+        drain_timeout: args.drain_timeout,
+        region: region.to_owned(),
+        ..WorkerConfig::default()
+    }
+}
+
 fn gateway_config(limits: &GatewayLimits) -> GatewayConfig {
     GatewayConfig {
         max_sync_payload_bytes: limits.max_sync_payload,
+        max_async_payload_bytes: limits.max_async_payload,
         region: limits.region.clone(),
         ..GatewayConfig::default()
     }
@@ -177,10 +341,26 @@ fn print_dev_help(address: SocketAddr, data_dir: &Path) {
         "\nNimbus dev is running; state lives in {data}.\n\
          Deploy and invoke a function:\n  \
          nimbus fn deploy examples/python-hello --name hello --runtime python3.12 --handler app.handler\n  \
-         nimbus invoke hello --payload '{{\"name\":\"Nimbus\"}}'\n\
+         nimbus invoke hello --payload '{{\"name\":\"Nimbus\"}}'\n  \
+         nimbus invoke hello --type Event --payload '{{\"name\":\"later\"}}'\n\
          Or with the aws CLI:\n  \
          aws lambda invoke --endpoint-url http://{address} --function-name hello \
          --cli-binary-format raw-in-base64-out --payload '{{\"name\":\"Nimbus\"}}' out.json\n",
         data = data_dir.display(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redacted("postgres://app:hunter2@db:5432/nimbus"),
+            "postgres://app:***@db:5432/nimbus"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("postgres://app@db/x"), "postgres://app@db/x");
+    }
 }

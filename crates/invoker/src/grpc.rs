@@ -195,7 +195,6 @@ fn outcome_from_wire(r: pb::InvokeResponse) -> Result<InvokeOutcome> {
 mod tests {
     use std::collections::BTreeMap;
 
-
     use super::*;
 
     #[test]

@@ -69,9 +69,8 @@ impl QueuedEvent {
     /// and the error of the last failed one.
     pub fn record(&self, status: InvocationStatus) -> InvocationRecord {
         let last = self.attempts.last();
-        let duration_ms = last.map(|attempt| {
-            (attempt.finished_at - attempt.started_at).as_seconds_f64() * 1000.0
-        });
+        let duration_ms = last
+            .map(|attempt| (attempt.finished_at - attempt.started_at).as_seconds_f64() * 1000.0);
         InvocationRecord {
             request_id: self.request_id,
             function_name: self.function_name.clone(),

@@ -1,6 +1,6 @@
-//! Starts the real `nimbus` binary as processes (one `nimbus dev`, or a gateway and an
-//! invoker over gRPC on Postgres), deploys functions with the real CLI, and stops everything
-//! on drop.
+//! Starts the real `nimbus` binary as processes (one `nimbus dev`, or a gateway, an invoker,
+//! a DLQ service and queue-workers over gRPC on Postgres and Redis), deploys functions with
+//! the real CLI, and stops everything on drop.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,12 +15,14 @@ pub const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
 /// One running `nimbus` process, stopped with SIGTERM (then SIGKILL) on drop.
 pub struct Process {
     child: Child,
-    /// What the process announced on stdout: its listening address.
+    /// What the process announced on stdout: its listening address (a queue-worker: its
+    /// consumer name).
     pub address: String,
 }
 
 impl Process {
-    /// Starts `nimbus ARGS` and waits for the line `nimbus: <what> listening on <address>`.
+    /// Starts `nimbus ARGS` and waits for the line `nimbus: <what> listening on <address>`
+    /// (or `nimbus: queue-worker running as <consumer>`).
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Process {
         let mut command = Command::new(NIMBUS);
         command
@@ -41,7 +43,9 @@ impl Process {
                 let Ok(line) = line else { break };
                 if !announced
                     && let Some(rest) = line.strip_prefix("nimbus: ")
-                    && let Some((_, address)) = rest.split_once(" listening on ")
+                    && let Some((_, address)) = rest
+                        .split_once(" listening on ")
+                        .or_else(|| rest.split_once(" running as "))
                 {
                     announced = true;
                     let _ = found.send(address.trim().to_owned());
@@ -56,6 +60,13 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -91,32 +102,64 @@ fn signal(pid: u32, name: &str) {
 pub struct Platform {
     pub endpoint: String,
     pub data_dir: tempfile::TempDir,
+    /// The gateway, invoker and DLQ service (or the one `nimbus dev`).
     processes: Vec<Process>,
-    database: Option<TestDatabase>,
+    workers: Vec<Process>,
+    envs: Vec<(String, String)>,
+    distributed: Option<Distributed>,
+}
+
+/// What the separate services of a distributed platform share.
+struct Distributed {
+    database: TestDatabase,
+    redis: TestRedis,
+    invoker_url: String,
+    dlq_url: String,
 }
 
 impl Platform {
-    /// `nimbus dev` on the embedded store, with extra `NIMBUS_*` settings.
+    /// `nimbus dev` on the embedded store and queue, with extra `NIMBUS_*` settings.
     pub fn dev(envs: &[(&str, &str)]) -> Platform {
         let data_dir = tempfile::tempdir().unwrap();
-        let dir = data_dir.path().to_str().unwrap().to_owned();
-        let process = Process::start(
-            &["dev", "--listen", "127.0.0.1:0", "--data-dir", &dir],
-            envs,
-        );
-        Platform {
-            endpoint: process.address.clone(),
+        let mut platform = Platform {
+            endpoint: String::new(),
             data_dir,
-            processes: vec![process],
-            database: None,
-        }
+            processes: Vec::new(),
+            workers: Vec::new(),
+            envs: owned(envs),
+            distributed: None,
+        };
+        platform.start_dev();
+        platform
     }
 
-    /// A separate invoker and gateway talking gRPC, on a fresh Postgres database.
+    fn start_dev(&mut self) {
+        let dir = self.data_dir.path().to_str().unwrap().to_owned();
+        let process = Process::start(
+            &["dev", "--listen", "127.0.0.1:0", "--data-dir", &dir],
+            &borrowed(&self.envs),
+        );
+        self.endpoint = process.address.clone();
+        self.processes.push(process);
+    }
+
+    /// SIGKILLs `nimbus dev` and starts it again on the same data folder (on a new port).
+    pub fn crash_and_restart_dev(&mut self) {
+        assert!(self.distributed.is_none(), "only for nimbus dev");
+        self.processes.pop().unwrap().kill();
+        self.start_dev();
+    }
+
+    /// A gateway, an invoker, a DLQ service and one queue-worker as separate processes
+    /// talking gRPC, on a fresh Postgres database and a Redis key prefix of their own.
     pub fn distributed(envs: &[(&str, &str)]) -> Platform {
         let database = TestDatabase::create();
+        let redis = TestRedis::new();
         let data_dir = tempfile::tempdir().unwrap();
         let dir = data_dir.path().to_str().unwrap().to_owned();
+        let mut envs = owned(envs);
+        envs.push(("NIMBUS_REDIS_URL".into(), redis.url.clone()));
+        envs.push(("NIMBUS_REDIS_KEY_PREFIX".into(), redis.prefix.clone()));
         let invoker = Process::start(
             &[
                 "invoker",
@@ -127,9 +170,20 @@ impl Platform {
                 "--database-url",
                 &database.url,
             ],
-            envs,
+            &borrowed(&envs),
         );
         let invoker_url = format!("http://{}", invoker.address);
+        let dlq = Process::start(
+            &[
+                "dlq",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &database.url,
+            ],
+            &borrowed(&envs),
+        );
+        let dlq_url = format!("http://{}", dlq.address);
         let gateway = Process::start(
             &[
                 "gateway",
@@ -139,15 +193,56 @@ impl Platform {
                 &database.url,
                 "--invoker-url",
                 &invoker_url,
+                "--dlq-url",
+                &dlq_url,
             ],
-            envs,
+            &borrowed(&envs),
         );
-        Platform {
+        let mut platform = Platform {
             endpoint: gateway.address.clone(),
             data_dir,
-            processes: vec![gateway, invoker],
-            database: Some(database),
-        }
+            processes: vec![gateway, dlq, invoker],
+            workers: Vec::new(),
+            envs,
+            distributed: Some(Distributed {
+                database,
+                redis,
+                invoker_url,
+                dlq_url,
+            }),
+        };
+        platform.start_worker();
+        platform
+    }
+
+    /// Starts one more queue-worker process (distributed platforms only).
+    pub fn start_worker(&mut self) {
+        let services = self
+            .distributed
+            .as_ref()
+            .expect("only for distributed platforms");
+        let worker = Process::start(
+            &[
+                "queue-worker",
+                "--database-url",
+                &services.database.url,
+                "--invoker-url",
+                &services.invoker_url,
+                "--dlq-url",
+                &services.dlq_url,
+            ],
+            &borrowed(&self.envs),
+        );
+        self.workers.push(worker);
+    }
+
+    /// SIGKILLs the oldest queue-worker.
+    pub fn kill_worker(&mut self) {
+        self.workers.remove(0).kill();
+    }
+
+    pub fn is_distributed(&self) -> bool {
+        self.distributed.is_some()
     }
 
     /// Deploys `dir` with `nimbus fn deploy`, panicking with the CLI's output on failure.
@@ -187,8 +282,59 @@ impl Platform {
         format!("{}/2015-03-31/functions/{name}/invocations", self.endpoint)
     }
 
+    /// SIGTERMs every process, workers first, and returns how each exited.
     pub fn stop(mut self) -> Vec<std::process::ExitStatus> {
-        self.processes.drain(..).map(Process::terminate).collect()
+        let workers = self.workers.drain(..).map(Process::terminate);
+        let services = self.processes.drain(..).map(Process::terminate);
+        workers
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(services)
+            .collect()
+    }
+}
+
+impl Drop for Platform {
+    /// Stops the processes before the database, Redis keys and data folder go.
+    fn drop(&mut self) {
+        self.workers.clear();
+        self.processes.clear();
+    }
+}
+
+fn owned(envs: &[(&str, &str)]) -> Vec<(String, String)> {
+    envs.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn borrowed(envs: &[(String, String)]) -> Vec<(&str, &str)> {
+    envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// A Redis key prefix of its own for one test; its keys are deleted afterwards.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new() -> TestRedis {
+        TestRedis {
+            url: std::env::var("NIMBUS_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            prefix: format!("nimbus_e2e_{}", uuid_simple()),
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        for key in ["events", "delayed"] {
+            let _ = Command::new("redis-cli")
+                .args(["-u", &self.url, "DEL", &format!("{}:{key}", self.prefix)])
+                .output();
+        }
     }
 }
 

@@ -1,0 +1,488 @@
+//! End to end, asynchronous invocation: the real `nimbus` binary on the embedded backend
+//! (`nimbus dev`: SQLite store and queue, one process) and on the distributed topology
+//! (gateway, invoker, DLQ service and queue-worker processes over gRPC, Postgres and Redis).
+//! Every case runs on both; crash recovery is proven on each with its own kind of crash.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Platform, function_dir};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Functions that keep what they did in `STATE_DIR`, so the test can see every attempt.
+const FUNCTIONS: &str = r#"
+import json, os, pathlib, time
+
+STATE = pathlib.Path(os.environ["STATE_DIR"])
+
+def count(context, suffix):
+    marker = STATE / (context.aws_request_id + suffix)
+    n = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(n))
+    return n
+
+def flaky(event, context):
+    attempt = count(context, ".attempts")
+    if attempt <= event.get("fail_attempts", 0) or (STATE / "broken").exists():
+        raise RuntimeError("attempt %d failed" % attempt)
+    return {"attempt": attempt}
+
+def slow(event, context):
+    count(context, ".started")
+    time.sleep(event["sleep"])
+    return {"slept": event["sleep"]}
+
+def keep(event, context):
+    request_id = event["requestContext"]["requestId"]
+    (STATE / ("destination-" + request_id + ".json")).write_text(json.dumps(event))
+    return {}
+"#;
+
+/// Short waits so that a test sees every retry in seconds.
+const FAST_RETRIES: &[(&str, &str)] = &[
+    ("NIMBUS_RETRY_BASE_DELAY", "200ms"),
+    ("NIMBUS_SYSTEM_RETRY_BASE_DELAY", "100ms"),
+    ("NIMBUS_VISIBILITY_TIMEOUT", "2s"),
+    ("NIMBUS_MAX_ASYNC_PAYLOAD", "2048"),
+];
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A folder the functions write into, deployed with them as `STATE_DIR`.
+struct Functions {
+    state: tempfile::TempDir,
+}
+
+impl Functions {
+    fn deploy(platform: &Platform) -> Functions {
+        let state = tempfile::tempdir().unwrap();
+        let code = function_dir(&[("app.py", FUNCTIONS)]);
+        let env = format!("STATE_DIR={}", state.path().display());
+        for (name, handler) in [
+            ("flaky", "app.flaky"),
+            ("slow", "app.slow"),
+            ("keep", "app.keep"),
+        ] {
+            platform.deploy(
+                code.path(),
+                name,
+                "python3.12",
+                &["--handler", handler, "--timeout", "30", "--env", &env],
+            );
+        }
+        Functions { state }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.state.path().join(name)
+    }
+}
+
+/// Sends an `Event` invoke and returns its response.
+async fn send_event(
+    platform: &Platform,
+    name: &str,
+    body: &str,
+    callback: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http()
+        .post(platform.invoke_url(name))
+        .header("X-Amz-Invocation-Type", "Event")
+        .body(body.to_owned());
+    if let Some(url) = callback {
+        request = request.header("X-Nimbus-Callback-Url", url);
+    }
+    request.send().await.unwrap()
+}
+
+/// Sends an `Event` invoke that must be accepted, and returns its request id.
+async fn accepted(platform: &Platform, name: &str, body: &str) -> String {
+    let response = send_event(platform, name, body, None).await;
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    let request_id = response.headers()["x-amzn-RequestId"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        response.bytes().await.unwrap().is_empty(),
+        "202 has an empty body"
+    );
+    request_id
+}
+
+async fn record(platform: &Platform, request_id: &str) -> (u16, Value) {
+    let url = format!("{}/nimbus/v1/invocations/{request_id}", platform.endpoint);
+    let response = http().get(&url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits for the invocation to reach `status`, and returns its record.
+async fn wait_for_status(platform: &Platform, request_id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, record) = record(platform, request_id).await;
+        if code == 200 && record["status"] == status {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{request_id} never became {status}: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls for a file a function writes.
+async fn wait_for_file(path: &Path) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn put_event_invoke_config(platform: &Platform, name: &str, config: Value) {
+    let url = format!(
+        "{}/2019-09-25/functions/{name}/event-invoke-config",
+        platform.endpoint
+    );
+    let response = http().put(&url).json(&config).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+}
+
+fn time(value: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(value.as_str().unwrap(), &Rfc3339).unwrap()
+}
+
+/// Runs the `nimbus` CLI and returns its stdout, failing the test with its stderr.
+fn cli(platform: &Platform, args: &[&str]) -> String {
+    let output = platform.cli(args);
+    assert!(
+        output.status.success(),
+        "nimbus {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn fails_twice_then_succeeds(platform: &Platform) {
+    let _functions = Functions::deploy(platform);
+    let request_id = accepted(platform, "flaky", r#"{"fail_attempts": 2}"#).await;
+    // The record answers as soon as the 202 is sent.
+    let (code, first) = record(platform, &request_id).await;
+    assert_eq!(code, 200);
+    assert_eq!(first["invocationType"], "Event");
+
+    let done = wait_for_status(platform, &request_id, "succeeded").await;
+    assert_eq!(done["attempts"], 3);
+    let history = done["attemptHistory"].as_array().unwrap();
+    let messages: Vec<_> = history.iter().map(|a| a["errorMessage"].clone()).collect();
+    assert_eq!(
+        messages,
+        [
+            json!("attempt 1 failed"),
+            json!("attempt 2 failed"),
+            Value::Null
+        ]
+    );
+    assert_eq!(history[0]["errorType"], "RuntimeError");
+    let wait = |n: usize| time(&history[n + 1]["startedAt"]) - time(&history[n]["finishedAt"]);
+    let (first_wait, second_wait) = (wait(0), wait(1));
+    assert!(
+        first_wait >= time::Duration::milliseconds(200),
+        "{first_wait}"
+    );
+    assert!(
+        second_wait >= time::Duration::milliseconds(400),
+        "{second_wait}"
+    );
+    assert!(
+        second_wait > first_wait,
+        "waits grow: {first_wait} then {second_wait}"
+    );
+}
+
+async fn dead_letters_then_redrives_after_the_fix(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    std::fs::write(functions.path("broken"), "").unwrap();
+    let request_id = accepted(platform, "flaky", r#"{"order": 7}"#).await;
+    let record = wait_for_status(platform, &request_id, "dead_lettered").await;
+    assert_eq!(record["attempts"], 3);
+
+    let letter: Value =
+        serde_json::from_str(&cli(platform, &["dlq", "show", &request_id])).unwrap();
+    assert_eq!(letter["reason"], "RetriesExhausted");
+    assert_eq!(letter["functionName"], "flaky");
+    assert_eq!(letter["payload"], json!({"order": 7}));
+    let errors: Vec<_> = letter["attemptHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["errorType"].clone(), a["errorMessage"].clone()))
+        .collect();
+    assert_eq!(
+        errors,
+        (1..=3)
+            .map(|n| (json!("RuntimeError"), json!(format!("attempt {n} failed"))))
+            .collect::<Vec<_>>()
+    );
+    assert!(cli(platform, &["dlq", "list", "--function", "flaky"]).contains(&request_id));
+
+    // Fixed: the redriven event succeeds, as a new invocation linked to the letter.
+    std::fs::remove_file(functions.path("broken")).unwrap();
+    let redriven = cli(platform, &["dlq", "redrive", &request_id]);
+    let new_id = redriven
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("redrove {request_id} as ")))
+        .unwrap_or_else(|| panic!("no redrive in {redriven}"))
+        .to_owned();
+    let done = wait_for_status(platform, &new_id, "succeeded").await;
+    assert_eq!(done["redriveOf"], json!(request_id));
+    let again = platform.cli(&["dlq", "redrive", &request_id]);
+    assert!(!again.status.success(), "a second redrive is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("ResourceConflictException"));
+    assert!(
+        cli(platform, &["dlq", "redrive", "--function", "flaky"])
+            .contains("0 dead letter(s) redriven")
+    );
+
+    assert!(cli(platform, &["dlq", "purge", &request_id]).contains("1 dead letter(s) purged"));
+    assert!(!platform.cli(&["dlq", "show", &request_id]).status.success());
+}
+
+async fn zero_retries_dead_letters_after_one_attempt(platform: &Platform) {
+    let _functions = Functions::deploy(platform);
+    put_event_invoke_config(platform, "flaky", json!({"MaximumRetryAttempts": 0})).await;
+    let request_id = accepted(platform, "flaky", r#"{"fail_attempts": 5}"#).await;
+    let record = wait_for_status(platform, &request_id, "dead_lettered").await;
+    assert_eq!(record["attempts"], 1);
+    let letter: Value =
+        serde_json::from_str(&cli(platform, &["dlq", "show", &request_id])).unwrap();
+    assert_eq!(letter["attempts"], 1);
+    assert_eq!(letter["reason"], "RetriesExhausted");
+}
+
+/// Run on a platform whose first retry waits 61 s: past the 60 s maximum age.
+async fn event_age_exceeded(platform: &Platform) {
+    let _functions = Functions::deploy(platform);
+    put_event_invoke_config(platform, "flaky", json!({"MaximumEventAgeInSeconds": 60})).await;
+    let request_id = accepted(platform, "flaky", r#"{"fail_attempts": 5}"#).await;
+    let record = wait_for_status(platform, &request_id, "dead_lettered").await;
+    assert_eq!(record["attempts"], 1);
+    let letter: Value =
+        serde_json::from_str(&cli(platform, &["dlq", "show", &request_id])).unwrap();
+    assert_eq!(letter["reason"], "EventAgeExceeded");
+}
+
+async fn bad_requests_change_nothing(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    let missing = send_event(platform, "nope", "{}", None).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["x-amzn-ErrorType"],
+        "ResourceNotFoundException"
+    );
+
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(3000));
+    let too_large = send_event(platform, "flaky", &big, None).await;
+    assert_eq!(too_large.status(), 413);
+    assert_eq!(
+        too_large.headers()["x-amzn-ErrorType"],
+        "RequestTooLargeException"
+    );
+
+    let not_json = send_event(platform, "flaky", "{nope", None).await;
+    assert_eq!(not_json.status(), 400);
+    assert_eq!(
+        not_json.headers()["x-amzn-ErrorType"],
+        "InvalidRequestContentException"
+    );
+
+    let bad_callback = send_event(platform, "flaky", "{}", Some("ftp://example.com/x")).await;
+    assert_eq!(bad_callback.status(), 400);
+
+    let listing: Value = http()
+        .get(format!(
+            "{}/nimbus/v1/invocations?function=flaky",
+            platform.endpoint
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["invocations"], json!([]), "nothing was recorded");
+    // Give a wrongly queued event the time to run before looking for its trace.
+    let accepted_after = accepted(platform, "flaky", "{}").await;
+    wait_for_status(platform, &accepted_after, "succeeded").await;
+    let ran: Vec<_> = std::fs::read_dir(functions.state.path()).unwrap().collect();
+    assert_eq!(ran.len(), 1, "only the good event ran");
+}
+
+async fn destinations_and_callbacks_get_the_record(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    let keep = "arn:aws:lambda:us-east-1:000000000000:function:keep";
+    put_event_invoke_config(
+        platform,
+        "flaky",
+        json!({
+            "MaximumRetryAttempts": 0,
+            "DestinationConfig": {"OnSuccess": {"Destination": keep}, "OnFailure": {"Destination": keep}},
+        }),
+    )
+    .await;
+    let callbacks = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let callback_url = start_callback_server(callbacks.clone()).await;
+
+    let good = accepted(platform, "flaky", r#"{"fine": true}"#).await;
+    let bad_response = send_event(
+        platform,
+        "flaky",
+        r#"{"fail_attempts": 1}"#,
+        Some(&callback_url),
+    )
+    .await;
+    assert_eq!(bad_response.status(), 202);
+    let bad = bad_response.headers()["x-amzn-RequestId"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let success: Value = serde_json::from_str(
+        &wait_for_file(&functions.path(&format!("destination-{good}.json"))).await,
+    )
+    .unwrap();
+    assert_eq!(success["requestContext"]["condition"], "Success");
+    assert_eq!(success["requestPayload"], json!({"fine": true}));
+    assert_eq!(success["responsePayload"], json!({"attempt": 1}));
+    let failure: Value = serde_json::from_str(
+        &wait_for_file(&functions.path(&format!("destination-{bad}.json"))).await,
+    )
+    .unwrap();
+    assert_eq!(failure["requestContext"]["condition"], "RetriesExhausted");
+    assert_eq!(failure["requestContext"]["approximateInvokeCount"], 1);
+    assert_eq!(failure["responseContext"]["functionError"], "Unhandled");
+    assert_eq!(
+        failure["responsePayload"]["errorMessage"],
+        "attempt 1 failed"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while callbacks.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no callback arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let posted = callbacks.lock().unwrap()[0].clone();
+    assert_eq!(posted["requestContext"]["requestId"], json!(bad));
+    assert_eq!(posted["requestContext"]["condition"], "RetriesExhausted");
+}
+
+async fn start_callback_server(received: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |body: axum::body::Bytes| async move {
+            received
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/callback", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A crash while an event runs: it is finished after the visibility timeout, by another
+/// worker (distributed) or by the restarted process (dev).
+async fn a_crash_mid_event_loses_nothing(platform: &mut Platform) {
+    let functions = Functions::deploy(platform);
+    let request_id = accepted(platform, "slow", r#"{"sleep": 3}"#).await;
+    wait_for_file(&functions.path(&format!("{request_id}.started"))).await;
+    if platform.is_distributed() {
+        platform.kill_worker();
+        platform.start_worker();
+    } else {
+        platform.crash_and_restart_dev();
+    }
+    let record = wait_for_status(platform, &request_id, "succeeded").await;
+    assert_eq!(
+        record["attempts"], 1,
+        "the interrupted attempt never finished"
+    );
+    let runs = std::fs::read_to_string(functions.path(&format!("{request_id}.started"))).unwrap();
+    assert_eq!(runs.trim(), "2", "the event ran again after the crash");
+}
+
+macro_rules! on_both {
+    ($case:ident) => {
+        on_both!($case, FAST_RETRIES);
+    };
+    ($case:ident, $envs:expr) => {
+        mod $case {
+            use super::*;
+
+            #[tokio::test]
+            async fn dev() {
+                let platform = Platform::dev($envs);
+                super::$case(&platform).await;
+                platform.stop();
+            }
+
+            #[tokio::test]
+            async fn distributed() {
+                let platform = Platform::distributed($envs);
+                super::$case(&platform).await;
+                platform.stop();
+            }
+        }
+    };
+}
+
+on_both!(fails_twice_then_succeeds);
+on_both!(dead_letters_then_redrives_after_the_fix);
+on_both!(zero_retries_dead_letters_after_one_attempt);
+on_both!(bad_requests_change_nothing);
+on_both!(destinations_and_callbacks_get_the_record);
+on_both!(
+    event_age_exceeded,
+    &[
+        ("NIMBUS_RETRY_BASE_DELAY", "61s"),
+        ("NIMBUS_VISIBILITY_TIMEOUT", "2s")
+    ]
+);
+
+#[tokio::test]
+async fn dev_crash_mid_event_loses_nothing() {
+    let mut platform = Platform::dev(FAST_RETRIES);
+    a_crash_mid_event_loses_nothing(&mut platform).await;
+    platform.stop();
+}
+
+#[tokio::test]
+async fn distributed_worker_killed_mid_event_loses_nothing() {
+    let mut platform = Platform::distributed(FAST_RETRIES);
+    a_crash_mid_event_loses_nothing(&mut platform).await;
+    platform.stop();
+}
