@@ -446,6 +446,18 @@ pub struct BenchArgs {
     /// example, built with `cargo build --release -p nimbus-example-rust-hello`).
     #[arg(long, default_value = "python3.12")]
     pub runtime: String,
+    /// Redis for the async figures: the platform's event queue and the raw `XADD`
+    /// baseline use keys of their own there, deleted afterwards.
+    #[arg(
+        long,
+        env = "NIMBUS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Store for the platform (records are written there); defaults to a SQLite file in a
+    /// temporary folder.
+    #[arg(long)]
+    pub database_url: Option<String>,
     #[command(flatten)]
     pub instances: InstanceArgs,
 }

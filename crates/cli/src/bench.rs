@@ -1,9 +1,14 @@
-//! `nimbus bench`: sync invoke latency and throughput over HTTP, next to a plain loopback
-//! HTTP echo measured in the same run with the same client, so the ratios mean something on
-//! any machine.
+//! `nimbus bench`: invoke performance next to baselines measured in the same run with the
+//! same client, so the ratios mean something on any machine.
 //!
-//! The platform runs in this process (embedded store in a temporary folder); a no-op function
-//! is deployed and warmed so every measured invoke hits a warm instance.
+//! - Sync: latency and throughput of `RequestResponse` invokes against a loopback HTTP echo.
+//! - Async: `202`s per second at the gateway against raw Redis `XADD`s per second, then
+//!   events per second drained end to end (queue-worker, invoker, records written) against
+//!   the sync throughput.
+//!
+//! The platform runs in this process (a SQLite store in a temporary folder unless
+//! `--database-url` says otherwise, the event queue on Redis); a no-op function is deployed
+//! and warmed so every measured invoke hits a warm instance.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +21,18 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{BenchArgs, GatewayLimits, QueueArgs};
-use crate::serve::{InProcessPlatform, embedded_queue, invoker_config};
+use nimbus_core::{FunctionName, RequestId};
+use nimbus_queue::QueuedEvent;
 use nimbus_queue_worker::WorkerConfig;
+
+use crate::args::{BenchArgs, GatewayLimits, QueueArgs};
+use crate::serve::{InProcessPlatform, invoker_config, redis_queue};
 
 /// Goals from the foundation issue, on a 2-core machine with warm instances.
 const GOAL_P50_RATIO_AT_ONE_CLIENT: f64 = 3.0;
+/// Goals from the async issue.
+const GOAL_ACCEPT_RATIO_TO_XADD: f64 = 0.3;
+const GOAL_DRAIN_RATIO_TO_SYNC: f64 = 0.5;
 const GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS: f64 = 0.12;
 
 const NOOP_PYTHON: &str = "def handler(event, context):\n    return event\n";
@@ -32,17 +43,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let echo_url = start_echo(shutdown.clone()).await?;
 
     let data_dir = tempfile::tempdir().context("cannot create a temporary data folder")?;
-    let database_url = format!("sqlite://{}", data_dir.path().join("nimbus.db").display());
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", data_dir.path().join("nimbus.db").display()),
+    };
     let limits = GatewayLimits {
         max_sync_payload: nimbus_core::limits::MAX_SYNC_PAYLOAD_BYTES,
         max_async_payload: nimbus_core::limits::MAX_ASYNC_PAYLOAD_BYTES,
         region: "us-east-1".to_owned(),
         function_cache_ttl: nimbus_store::DEFAULT_FUNCTION_CACHE_TTL,
     };
-    let queue = embedded_queue(
-        data_dir.path(),
+    let max_clients = args.clients.iter().copied().max().unwrap_or(1);
+    let redis = BenchRedis::new(&args.redis_url);
+    let queue = redis_queue(
+        &args.redis_url,
         &QueueArgs {
-            redis_key_prefix: String::new(),
+            redis_key_prefix: redis.prefix.clone(),
             visibility_timeout: Duration::from_secs(60),
         },
     )
@@ -52,21 +68,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         queue,
         invoker_config(data_dir.path(), &limits.region, &args.instances),
         &limits,
-        WorkerConfig::default(),
+        // As many events at once as the sync clients, so both use the same warm instances.
+        WorkerConfig {
+            max_inflight: max_clients,
+            ..WorkerConfig::default()
+        },
     )
     .await?;
+    let worker = platform.worker();
+    let records = platform.records();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    let serving = tokio::spawn(platform.serve(listener, shutdown.clone()));
+    let serving = tokio::spawn(platform.serve_api(listener, shutdown.clone()));
 
     deploy_noop(&reqwest::Client::new(), &endpoint, &args.runtime).await?;
     let load = LoadGenerator::start()?;
     let invoke_url = format!("{endpoint}/2015-03-31/functions/noop/invocations");
-    let max_clients = args.clients.iter().copied().max().unwrap_or(1);
     // Warm one instance per client, then let the measured runs find them ready.
-    load.measure(&invoke_url, max_clients, Duration::from_secs(1))
+    load.measure(&invoke_url, None, max_clients, Duration::from_secs(1))
         .await?;
-    load.measure(&echo_url, max_clients, Duration::from_millis(500))
+    load.measure(&echo_url, None, max_clients, Duration::from_millis(500))
         .await?;
 
     println!(
@@ -87,9 +108,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "rps x"
     );
     let mut goals_met = true;
+    let mut sync_per_second = 0.0;
     for &clients in &args.clients {
-        let echo = load.measure(&echo_url, clients, args.duration).await?;
-        let invoke = load.measure(&invoke_url, clients, args.duration).await?;
+        let echo = load
+            .measure(&echo_url, None, clients, args.duration)
+            .await?;
+        let invoke = load
+            .measure(&invoke_url, None, clients, args.duration)
+            .await?;
+        if clients == max_clients {
+            sync_per_second = invoke.per_second;
+        }
         let p50_ratio = invoke.p50.as_secs_f64() / echo.p50.as_secs_f64();
         let rps_ratio = invoke.per_second / echo.per_second;
         println!(
@@ -114,14 +143,117 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             goals_met = false;
         }
     }
+
+    // Async: accept with the worker stopped, so the gateway has the machine to itself, then
+    // drain what was accepted.
+    let xadd = load
+        .measure_xadd(&redis, max_clients, args.duration)
+        .await?;
+    let accept = load
+        .measure(&invoke_url, Some(EVENT), max_clients, args.duration)
+        .await?;
+    let written_before = records.stats().records_written;
+    let drain_started = Instant::now();
+    let stop_worker = CancellationToken::new();
+    let draining = tokio::spawn({
+        let (worker, stop) = (worker.clone(), stop_worker.clone());
+        async move { worker.run(stop).await }
+    });
+    let accepted = accept.count as u64;
+    while worker.stats().succeeded < accepted {
+        if drain_started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "{} of {accepted} events drained in 10 minutes",
+                worker.stats().succeeded
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained_in = drain_started.elapsed();
+    stop_worker.cancel();
+    draining.await?;
+    let drain_per_second = accepted as f64 / drained_in.as_secs_f64();
+    let accept_ratio = accept.per_second / xadd.per_second;
+    let drain_ratio = drain_per_second / sync_per_second;
     println!(
-        "goals (1 client: p50 <= {GOAL_P50_RATIO_AT_ONE_CLIENT}x echo; 32 clients: rps >= {GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS}x echo): {}",
+        "\nnimbus bench: async invoke of the same function, {max_clients} clients; {accepted} events"
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>9}   {:>10} {:>10} {:>9}",
+        "XADD/s", "202/s", "202 p99", "202/XADD", "drained/s", "sync rps", "drain/sync"
+    );
+    println!(
+        "{:>10.0} {:>10.0} {:>10} {accept_ratio:>8.3}x   {drain_per_second:>10.0} {sync_per_second:>10.0} {drain_ratio:>9.3}x",
+        xadd.per_second,
+        accept.per_second,
+        micros(accept.p99),
+    );
+    let stats = worker.stats();
+    println!(
+        "  worker: {} succeeded, {} retried, {} redelivered; records written meanwhile: {}",
+        stats.succeeded,
+        stats.retried,
+        stats.redelivered,
+        records.stats().records_written - written_before
+    );
+    if accept_ratio < GOAL_ACCEPT_RATIO_TO_XADD {
+        println!(
+            "  goal missed: 202s per second should be at least {GOAL_ACCEPT_RATIO_TO_XADD}x raw XADDs"
+        );
+        goals_met = false;
+    }
+    if drain_ratio < GOAL_DRAIN_RATIO_TO_SYNC {
+        println!(
+            "  goal missed: events drained per second should be at least {GOAL_DRAIN_RATIO_TO_SYNC}x the sync throughput"
+        );
+        goals_met = false;
+    }
+    println!(
+        "goals (1 client: p50 <= {GOAL_P50_RATIO_AT_ONE_CLIENT}x echo; 32 clients: rps >= {GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS}x echo; \
+         202/s >= {GOAL_ACCEPT_RATIO_TO_XADD}x XADD/s; drained/s >= {GOAL_DRAIN_RATIO_TO_SYNC}x sync rps): {}",
         if goals_met { "met" } else { "missed" }
     );
 
     shutdown.cancel();
     serving.await??;
     Ok(())
+}
+
+const EVENT: (&str, &str) = ("x-amz-invocation-type", "Event");
+
+/// Redis keys of this run: the platform's queue under `prefix`, and the stream the raw
+/// `XADD`s go to. Deleted on drop.
+struct BenchRedis {
+    url: String,
+    prefix: String,
+    xadd_key: String,
+}
+
+impl BenchRedis {
+    fn new(url: &str) -> Self {
+        let prefix = format!("nimbus-bench-{}", RequestId::new());
+        Self {
+            url: url.to_owned(),
+            xadd_key: format!("{prefix}:xadd"),
+            prefix,
+        }
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        let keys = [
+            format!("{}:events", self.prefix),
+            format!("{}:delayed", self.prefix),
+            self.xadd_key.clone(),
+        ];
+        let deleted = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| redis::cmd("DEL").arg(&keys).query::<u64>(&mut conn));
+        if let Err(error) = deleted {
+            eprintln!("nimbus bench: could not delete the Redis keys {keys:?}: {error}");
+        }
+    }
 }
 
 async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<String> {
@@ -223,19 +355,67 @@ impl LoadGenerator {
     async fn measure(
         &self,
         url: &str,
+        header: Option<(&'static str, &'static str)>,
         clients: usize,
         duration: Duration,
     ) -> anyhow::Result<Measurement> {
+        let client = self.client.clone();
+        let url = url.to_owned();
+        self.run(async move { measure(&client, &url, header, clients, duration).await })
+            .await
+    }
+
+    /// `clients` tasks each `XADD` an event like the gateway's to a stream of their own,
+    /// back to back, over one multiplexed connection (as the platform's queue does).
+    async fn measure_xadd(
+        &self,
+        redis: &BenchRedis,
+        clients: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Measurement> {
+        let client = redis::Client::open(redis.url.as_str())?;
+        let key = redis.xadd_key.clone();
+        let event = QueuedEvent::new(
+            RequestId::new(),
+            FunctionName::parse("noop")?,
+            "$LATEST",
+            Bytes::from_static(br#"{"ping":1}"#),
+        );
+        let body = serde_json::to_vec(&event)?;
+        self.run(async move {
+            let conn = client.get_multiplexed_async_connection().await?;
+            timed(clients, duration, move || {
+                let mut conn = conn.clone();
+                let (key, body) = (key.clone(), body.clone());
+                async move {
+                    redis::cmd("XADD")
+                        .arg(&key)
+                        .arg("*")
+                        .arg("e")
+                        .arg(&body)
+                        .query_async::<String>(&mut conn)
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Runs `work` on the generator's own runtime and worker thread.
+    async fn run<F>(&self, work: F) -> anyhow::Result<Measurement>
+    where
+        F: Future<Output = anyhow::Result<Measurement>> + Send + 'static,
+    {
         let Some(runtime) = &self.runtime else {
             bail!("the load generator has stopped");
         };
         let handle = runtime.handle().clone();
-        let client = self.client.clone();
-        let url = url.to_owned();
         tokio::task::spawn_blocking(move || {
             handle.block_on(async move {
-                // Spawned, so the clients run on the generator's own worker.
-                tokio::spawn(async move { measure(&client, &url, clients, duration).await }).await?
+                // Spawned, so the clients run on the generator's worker, not this thread.
+                tokio::spawn(work).await?
             })
         })
         .await?
@@ -254,32 +434,59 @@ struct Measurement {
     p50: Duration,
     p99: Duration,
     per_second: f64,
+    count: usize,
 }
 
-/// `clients` tasks each send `{"ping":1}` back to back for `duration`.
+/// `clients` tasks each send `{"ping":1}` back to back for `duration`, with `header` if
+/// given.
 async fn measure(
     client: &reqwest::Client,
     url: &str,
+    header: Option<(&'static str, &'static str)>,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Measurement> {
+    let url: Arc<str> = Arc::from(url);
+    let client = client.clone();
+    timed(clients, duration, move || {
+        let mut request = client.post(&*url).body(r#"{"ping":1}"#);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let url = url.clone();
+        async move {
+            let response = request.send().await?;
+            let status = response.status();
+            response.bytes().await?;
+            if !status.is_success() {
+                bail!("{url} answered {status}");
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// `clients` tasks each run `operation` back to back for `duration`; its latencies and rate.
+async fn timed<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Measurement>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
     let started = Instant::now();
     let deadline = started + duration;
-    let url: Arc<str> = Arc::from(url);
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let client = client.clone();
-        let url = url.clone();
+        let operation = operation.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let response = client.post(&*url).body(r#"{"ping":1}"#).send().await?;
-                let status = response.status();
-                response.bytes().await?;
-                if !status.is_success() {
-                    bail!("{url} answered {status}");
-                }
+                operation().await?;
                 latencies.push(sent.elapsed());
             }
             anyhow::Ok(latencies)
@@ -291,7 +498,7 @@ async fn measure(
     }
     let elapsed = started.elapsed();
     if latencies.is_empty() {
-        bail!("no request completed in {duration:?}");
+        bail!("nothing completed in {duration:?}");
     }
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
@@ -299,6 +506,7 @@ async fn measure(
         p50: at(0.50),
         p99: at(0.99),
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        count: latencies.len(),
     })
 }
 

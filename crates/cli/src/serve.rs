@@ -201,6 +201,16 @@ impl InProcessPlatform {
         })
     }
 
+    /// The queue-worker, for a caller that runs it on its own (see
+    /// [`serve_api`](Self::serve_api)).
+    pub fn worker(&self) -> QueueWorker {
+        self.worker.clone()
+    }
+
+    pub fn records(&self) -> RecordWriter {
+        self.records.clone()
+    }
+
     /// Serves the HTTP API and runs queued events until `shutdown`; then lets running
     /// events finish, stops instances and flushes records.
     pub async fn serve(
@@ -214,9 +224,23 @@ impl InProcessPlatform {
             async move { worker.run(shutdown).await }
         });
         let served = nimbus_gateway::serve(listener, self.router, shutdown.cancelled_owned()).await;
+        // The worker drains its running events through the invoker: stop it first.
         if let Err(error) = worker.await {
             tracing::error!(%error, "the queue-worker task failed");
         }
+        self.invoker.shutdown().await;
+        self.records.shutdown().await;
+        served.context("the gateway failed")
+    }
+
+    /// Serves the HTTP API only: queued events wait until the caller runs
+    /// [`worker`](Self::worker) (the benchmark measures accepting and draining apart).
+    pub async fn serve_api(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let served = nimbus_gateway::serve(listener, self.router, shutdown.cancelled_owned()).await;
         self.invoker.shutdown().await;
         self.records.shutdown().await;
         served.context("the gateway failed")

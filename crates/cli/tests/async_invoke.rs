@@ -486,3 +486,31 @@ async fn distributed_worker_killed_mid_event_loses_nothing() {
     a_crash_mid_event_loses_nothing(&mut platform).await;
     platform.stop();
 }
+
+#[test]
+fn migrate_prepares_a_fresh_database_and_can_run_again() {
+    let database = common::TestDatabase::create();
+    for _ in 0..2 {
+        let output = std::process::Command::new(common::NIMBUS)
+            .args(["migrate", "--database-url", &database.url])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("up to date"));
+    }
+    common::psql(
+        &database.url,
+        "SELECT 1 FROM functions, invocations, event_invoke_configs, dead_letters LIMIT 1",
+    );
+
+    let refused = std::process::Command::new(common::NIMBUS)
+        .args(["migrate", "--database-url", "mysql://nope"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unsupported database URL"));
+}

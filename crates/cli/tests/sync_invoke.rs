@@ -1,6 +1,6 @@
 //! End to end: the real `nimbus` binary, functions deployed with `nimbus fn deploy`, invoked
 //! over real HTTP, on the embedded store (`nimbus dev`) and on the distributed topology
-//! (gateway and invoker processes over gRPC, Postgres).
+//! (gateway, invoker, DLQ service and queue-worker processes over gRPC, Postgres, Redis).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -372,7 +372,7 @@ impl Drop for TestDatabase {
     }
 }
 
-fn psql(url: &str, sql: &str) {
+pub fn psql(url: &str, sql: &str) {
     let output = Command::new("psql")
         .args([url, "-qc", sql])
         .output()
