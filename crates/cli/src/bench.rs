@@ -365,8 +365,10 @@ impl LoadGenerator {
             .await
     }
 
-    /// `clients` tasks each `XADD` an event like the gateway's to a stream of their own,
-    /// back to back, over one multiplexed connection (as the platform's queue does).
+    /// `clients` tasks each `XADD` an event like the gateway's, back to back, each on a
+    /// connection of its own: the same shape as the HTTP clients, one request in flight per
+    /// connection. (One multiplexed connection would pipeline the clients' commands into
+    /// batches, a rate no HTTP server answering one request at a time per client can near.)
     async fn measure_xadd(
         &self,
         redis: &BenchRedis,
@@ -383,9 +385,13 @@ impl LoadGenerator {
         );
         let body = serde_json::to_vec(&event)?;
         self.run(async move {
-            let conn = client.get_multiplexed_async_connection().await?;
-            timed(clients, duration, move || {
-                let mut conn = conn.clone();
+            let mut connections = Vec::with_capacity(clients);
+            for _ in 0..clients {
+                connections.push(client.get_multiplexed_async_connection().await?);
+            }
+            let connections = Arc::new(connections);
+            timed(clients, duration, move |task| {
+                let mut conn = connections[task].clone();
                 let (key, body) = (key.clone(), body.clone());
                 async move {
                     redis::cmd("XADD")
@@ -448,7 +454,7 @@ async fn measure(
 ) -> anyhow::Result<Measurement> {
     let url: Arc<str> = Arc::from(url);
     let client = client.clone();
-    timed(clients, duration, move || {
+    timed(clients, duration, move |_task| {
         let mut request = client.post(&*url).body(r#"{"ping":1}"#);
         if let Some((name, value)) = header {
             request = request.header(name, value);
@@ -474,19 +480,19 @@ async fn timed<F, Fut>(
     operation: F,
 ) -> anyhow::Result<Measurement>
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients {
+    for task in 0..clients {
         let operation = operation.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                operation().await?;
+                operation(task).await?;
                 latencies.push(sent.elapsed());
             }
             anyhow::Ok(latencies)
