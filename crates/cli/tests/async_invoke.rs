@@ -435,6 +435,13 @@ async fn a_crash_mid_event_loses_nothing(platform: &mut Platform) {
     assert_eq!(runs.trim(), "2", "the event ran again after the crash");
 }
 
+/// SIGTERM drains every service, which then exits with success.
+fn assert_clean_exit(platform: Platform) {
+    for status in platform.stop() {
+        assert!(status.success(), "a service exited with {status}");
+    }
+}
+
 macro_rules! on_both {
     ($case:ident) => {
         on_both!($case, FAST_RETRIES);
@@ -447,14 +454,14 @@ macro_rules! on_both {
             async fn dev() {
                 let platform = Platform::dev($envs);
                 super::$case(&platform).await;
-                platform.stop();
+                assert_clean_exit(platform);
             }
 
             #[tokio::test]
             async fn distributed() {
                 let platform = Platform::distributed($envs);
                 super::$case(&platform).await;
-                platform.stop();
+                assert_clean_exit(platform);
             }
         }
     };
@@ -477,14 +484,14 @@ on_both!(
 async fn dev_crash_mid_event_loses_nothing() {
     let mut platform = Platform::dev(FAST_RETRIES);
     a_crash_mid_event_loses_nothing(&mut platform).await;
-    platform.stop();
+    assert_clean_exit(platform);
 }
 
 #[tokio::test]
 async fn distributed_worker_killed_mid_event_loses_nothing() {
     let mut platform = Platform::distributed(FAST_RETRIES);
     a_crash_mid_event_loses_nothing(&mut platform).await;
-    platform.stop();
+    assert_clean_exit(platform);
 }
 
 #[test]
