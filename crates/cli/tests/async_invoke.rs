@@ -279,6 +279,32 @@ async fn zero_retries_dead_letters_after_one_attempt(platform: &Platform) {
     assert_eq!(letter["reason"], "RetriesExhausted");
 }
 
+async fn timeouts_are_failed_attempts(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    let code = function_dir(&[("app.py", FUNCTIONS)]);
+    let env = format!("STATE_DIR={}", functions.state.path().display());
+    platform.deploy(
+        code.path(),
+        "hasty",
+        "python3.12",
+        &["--handler", "app.slow", "--timeout", "1", "--env", &env],
+    );
+    put_event_invoke_config(platform, "hasty", json!({"MaximumRetryAttempts": 1})).await;
+    let request_id = accepted(platform, "hasty", r#"{"sleep": 5}"#).await;
+    let record = wait_for_status(platform, &request_id, "dead_lettered").await;
+    assert_eq!(record["attempts"], 2);
+    for attempt in record["attemptHistory"].as_array().unwrap() {
+        assert_eq!(attempt["errorType"], "Sandbox.Timedout");
+        assert!(
+            attempt["errorMessage"]
+                .as_str()
+                .unwrap()
+                .starts_with("Task timed out after 1.00 seconds"),
+            "{attempt}"
+        );
+    }
+}
+
 /// Run on a platform whose first retry waits 61 s: past the 60 s maximum age.
 async fn event_age_exceeded(platform: &Platform) {
     let _functions = Functions::deploy(platform);
@@ -470,6 +496,7 @@ macro_rules! on_both {
 on_both!(fails_twice_then_succeeds);
 on_both!(dead_letters_then_redrives_after_the_fix);
 on_both!(zero_retries_dead_letters_after_one_attempt);
+on_both!(timeouts_are_failed_attempts);
 on_both!(bad_requests_change_nothing);
 on_both!(destinations_and_callbacks_get_the_record);
 on_both!(
