@@ -299,7 +299,7 @@ async fn timeouts_are_failed_attempts(platform: &Platform) {
             attempt["errorMessage"]
                 .as_str()
                 .unwrap()
-                .starts_with("Task timed out after 1.00 seconds"),
+                .ends_with("Task timed out after 1.00 seconds"),
             "{attempt}"
         );
     }
