@@ -263,6 +263,47 @@ pub struct InvokeOutcome {
     pub log_tail: Option<String>,
 }
 
+/// A recorded error message is kept up to this many bytes; the full error document went to
+/// the caller or the function's log.
+pub const MAX_RECORDED_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
+
+impl InvokeOutcome {
+    /// For a function error: the `errorType` (falling back to what the invoker saw) and the
+    /// `errorMessage` of the error document, the message cut to
+    /// [`MAX_RECORDED_ERROR_MESSAGE_BYTES`] for records. `None`s when the function succeeded.
+    pub fn error_details(&self) -> (Option<String>, Option<String>) {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ErrorDocument {
+            error_type: Option<String>,
+            error_message: Option<String>,
+        }
+        if self.function_error.is_none() {
+            return (None, None);
+        }
+        let document = serde_json::from_slice::<ErrorDocument>(&self.payload).ok();
+        let (error_type, error_message) = document
+            .map(|d| (d.error_type, d.error_message))
+            .unwrap_or_default();
+        (
+            error_type.or_else(|| self.error_type.clone()),
+            error_message.map(|m| truncated(m, MAX_RECORDED_ERROR_MESSAGE_BYTES)),
+        )
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Builds Lambda's error document, `{"errorMessage": ..., "errorType": ...}`.
 pub fn error_document(error_type: &str, message: &str) -> Bytes {
     let document = serde_json::json!({ "errorMessage": message, "errorType": error_type });
@@ -294,6 +335,48 @@ mod tests {
             InvocationType::DryRun
         );
         assert!("Sync".parse::<InvocationType>().is_err());
+    }
+
+    fn failed(payload: &str, error_type: Option<&str>) -> InvokeOutcome {
+        InvokeOutcome {
+            payload: Bytes::from(payload.to_owned()),
+            function_error: Some(FunctionError::Unhandled),
+            error_type: error_type.map(str::to_owned),
+            executed_version: "$LATEST".into(),
+            duration: Duration::ZERO,
+            init_duration: None,
+            max_memory_used_mb: 0,
+            log_tail: None,
+        }
+    }
+
+    #[test]
+    fn error_details_come_from_the_error_document() {
+        let outcome = failed(r#"{"errorMessage":"boom","errorType":"ValueError"}"#, None);
+        assert_eq!(
+            outcome.error_details(),
+            (Some("ValueError".into()), Some("boom".into()))
+        );
+        let opaque = failed("not json", Some("Runtime.ExitError"));
+        assert_eq!(
+            opaque.error_details(),
+            (Some("Runtime.ExitError".into()), None)
+        );
+        let fine = InvokeOutcome {
+            function_error: None,
+            ..outcome
+        };
+        assert_eq!(fine.error_details(), (None, None));
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_on_a_char_boundary() {
+        let message = "é".repeat(MAX_RECORDED_ERROR_MESSAGE_BYTES);
+        let document = serde_json::json!({ "errorMessage": message }).to_string();
+        let (_, cut) = failed(&document, None).error_details();
+        let cut = cut.unwrap();
+        assert!(cut.len() <= MAX_RECORDED_ERROR_MESSAGE_BYTES);
+        assert!(!cut.is_empty() && cut.chars().all(|c| c == 'é'));
     }
 
     #[test]

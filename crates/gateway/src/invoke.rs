@@ -20,7 +20,6 @@ use nimbus_core::{
     InvokeRequest, RequestId, limits,
 };
 use nimbus_queue::QueuedEvent;
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::code::BASE64;
@@ -39,10 +38,6 @@ const FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error
 const LOG_RESULT: HeaderName = HeaderName::from_static("x-amz-log-result");
 const CALLBACK_URL: HeaderName = HeaderName::from_static("x-nimbus-callback-url");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-
-/// A function error's message is kept in the record up to this many bytes; the full error
-/// document went back to the caller.
-const MAX_RECORDED_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// What the `X-Amz-*` request headers ask for.
 #[derive(Debug)]
@@ -316,14 +311,6 @@ fn checked_payload(payload: Bytes) -> Result<Bytes, Error> {
     Ok(payload)
 }
 
-/// Lambda's error document, as much of it as the record needs.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorDocument {
-    error_type: Option<String>,
-    error_message: Option<String>,
-}
-
 fn record_of(
     request_id: RequestId,
     function_name: FunctionName,
@@ -357,13 +344,8 @@ fn record_of(
             record.started_at = Some(started_at(created_at, finished_at, outcome.duration));
             record.duration_ms = Some(outcome.duration.as_secs_f64() * 1000.0);
             if outcome.function_error.is_some() {
-                let document = serde_json::from_slice::<ErrorDocument>(&outcome.payload).ok();
-                let (error_type, error_message) = document
-                    .map(|d| (d.error_type, d.error_message))
-                    .unwrap_or_default();
                 record.status = InvocationStatus::Failed;
-                record.error_type = error_type.or_else(|| outcome.error_type.clone());
-                record.error_message = error_message.map(truncated);
+                (record.error_type, record.error_message) = outcome.error_details();
             }
         }
         Err(error) => {
@@ -384,17 +366,6 @@ fn started_at(
 ) -> OffsetDateTime {
     let duration = time::Duration::try_from(duration).unwrap_or(time::Duration::ZERO);
     (finished_at - duration).max(created_at)
-}
-
-fn truncated(mut message: String) -> String {
-    if message.len() > MAX_RECORDED_ERROR_MESSAGE_BYTES {
-        let mut end = MAX_RECORDED_ERROR_MESSAGE_BYTES;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
-    message
 }
 
 #[cfg(test)]
@@ -508,13 +479,5 @@ mod tests {
             Some("TooManyRequestsException")
         );
         assert!(throttled.started_at.is_none());
-    }
-
-    #[test]
-    fn long_messages_are_cut_on_a_char_boundary() {
-        let message = "é".repeat(MAX_RECORDED_ERROR_MESSAGE_BYTES);
-        let cut = truncated(message);
-        assert!(cut.len() <= MAX_RECORDED_ERROR_MESSAGE_BYTES);
-        assert!(cut.chars().all(|c| c == 'é'));
     }
 }

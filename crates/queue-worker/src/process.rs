@@ -12,15 +12,10 @@ use nimbus_core::{
     InvocationStatus, InvokeOutcome, InvokeRequest, RequestId,
 };
 use nimbus_queue::{Delivery, QueuedEvent};
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::destination::{Condition, invocation_record};
 use crate::worker::Shared;
-
-/// Stored error messages are cut to this many bytes; the function's full error document went
-/// to its logs.
-const MAX_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Why handling a delivery stopped short; the delivery stays claimed and is redelivered.
 #[derive(Debug, thiserror::Error)]
@@ -369,29 +364,11 @@ fn deadline(event: &QueuedEvent, config: &EventInvokeConfig) -> OffsetDateTime {
     event.enqueued_at.saturating_add(age)
 }
 
-/// Lambda's error document, as much of it as the attempt's record needs.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorDocument {
-    error_type: Option<String>,
-    error_message: Option<String>,
-}
-
+/// The error type (`Unhandled` when the function gave none) and message of a failed attempt.
 fn function_error(outcome: &InvokeOutcome) -> (String, String) {
-    let document = serde_json::from_slice::<ErrorDocument>(&outcome.payload).ok();
-    let (error_type, message) = document
-        .map(|d| (d.error_type, d.error_message))
-        .unwrap_or_default();
-    let error_type = error_type
-        .or_else(|| outcome.error_type.clone())
-        .unwrap_or_else(|| "Unhandled".to_owned());
-    let mut message = message.unwrap_or_default();
-    if message.len() > MAX_ERROR_MESSAGE_BYTES {
-        let mut end = MAX_ERROR_MESSAGE_BYTES;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
-    (error_type, message)
+    let (error_type, message) = outcome.error_details();
+    (
+        error_type.unwrap_or_else(|| "Unhandled".to_owned()),
+        message.unwrap_or_default(),
+    )
 }
