@@ -8,6 +8,7 @@
 mod error;
 mod event;
 mod redis;
+mod redis_batch;
 mod sqlite;
 
 use std::time::Duration;

@@ -16,6 +16,7 @@ use redis::{AsyncConnectionConfig, Client, Script, Value};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::redis_batch::EnqueueBatcher;
 use crate::{
     Delivery, Error, EventQueue, QueueStats, QueuedEvent, Result, duration_ms, from_unix_ms,
     unix_ms,
@@ -35,16 +36,6 @@ const MIN_BLOCK: Duration = Duration::from_millis(10);
 const BLOCK_GRACE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// KEYS: events, delayed. ARGV: json, max_len (0: no bound). Returns the id, or false when
-/// the queue is full.
-const ENQUEUE: &str = r"
-local max = tonumber(ARGV[2])
-if max > 0 and redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= max then
-  return false
-end
-return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-";
 
 /// KEYS: events, delayed. ARGV: now_ms, group, consumer, max, min_idle_ms, promote_batch,
 /// tag_len. Returns {next_due_ms or -1, id, body, redelivered (0/1), ...}.
@@ -149,7 +140,7 @@ pub struct RedisQueue {
     events_key: String,
     delayed_key: String,
     config: RedisQueueConfig,
-    enqueue_script: Script,
+    enqueuer: EnqueueBatcher,
     claim_script: Script,
     retry_script: Script,
     touch_script: Script,
@@ -187,14 +178,22 @@ impl RedisQueue {
                 .set_response_timeout(Some(RESPONSE_TIMEOUT)),
         )
         .await?;
+        let events_key = format!("{}:events", config.key_prefix);
+        let delayed_key = format!("{}:delayed", config.key_prefix);
+        let enqueuer = EnqueueBatcher::start(
+            conn.clone(),
+            events_key.clone(),
+            delayed_key.clone(),
+            config.max_len.unwrap_or(0),
+        );
         let queue = Self {
             client,
             conn,
             blocking: Arc::default(),
-            events_key: format!("{}:events", config.key_prefix),
-            delayed_key: format!("{}:delayed", config.key_prefix),
+            events_key,
+            delayed_key,
             config,
-            enqueue_script: Script::new(ENQUEUE),
+            enqueuer,
             claim_script: Script::new(CLAIM),
             retry_script: Script::new(RETRY_LATER),
             touch_script: Script::new(TOUCH),
@@ -384,21 +383,7 @@ impl RedisQueue {
 #[async_trait]
 impl EventQueue for RedisQueue {
     async fn enqueue(&self, event: &QueuedEvent) -> Result<()> {
-        let json = event.to_json()?;
-        let max_len = self.config.max_len.unwrap_or(0);
-        let mut conn = self.conn.clone();
-        let id: Option<String> = self
-            .enqueue_script
-            .key(&self.events_key)
-            .key(&self.delayed_key)
-            .arg(json)
-            .arg(max_len)
-            .invoke_async(&mut conn)
-            .await?;
-        match id {
-            Some(_) => Ok(()),
-            None => Err(Error::Full(max_len)),
-        }
+        self.enqueuer.enqueue(event.to_json()?).await
     }
 
     async fn claim(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {

@@ -287,6 +287,28 @@ mod cases {
         assert_empty(q).await;
     }
 
+    pub(super) async fn concurrent_enqueues_all_arrive(f: Fixture) {
+        let sent: Vec<QueuedEvent> = (0..300).map(event).collect();
+        let enqueues = sent.iter().map(|e| f.queue.enqueue(e));
+        for result in futures::future::join_all(enqueues).await {
+            result.unwrap();
+        }
+        let mut received = HashSet::new();
+        while received.len() < sent.len() {
+            let got = claim_eventually(&*f.queue, "a").await;
+            for delivery in got {
+                assert!(
+                    received.insert(delivery.event.request_id),
+                    "delivered twice"
+                );
+                f.queue.ack(&delivery).await.unwrap();
+            }
+        }
+        let expected: HashSet<_> = sent.iter().map(|e| e.request_id).collect();
+        assert_eq!(received, expected);
+        assert_empty(&*f.queue).await;
+    }
+
     pub(super) async fn consumers_never_share_an_event(f: Fixture) {
         let sent: Vec<_> = (0..100).map(event).collect();
         for e in &sent {
@@ -396,6 +418,7 @@ macro_rules! conformance {
             conformance!(@case $backend, retry_later_hides_until_due, LONG_VISIBILITY);
             conformance!(@case $backend, unacked_is_redelivered_after_visibility_timeout, SHORT_VISIBILITY);
             conformance!(@case $backend, touch_keeps_a_claim_past_the_visibility_timeout, SHORT_VISIBILITY);
+            conformance!(@case $backend, concurrent_enqueues_all_arrive, LONG_VISIBILITY);
             conformance!(@case $backend, consumers_never_share_an_event, LONG_VISIBILITY);
             conformance!(@case $backend, stats_count_each_state, LONG_VISIBILITY);
             conformance!(@case $backend, acks_are_idempotent, LONG_VISIBILITY);
