@@ -84,6 +84,9 @@ pub struct DevArgs {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +116,17 @@ pub struct GatewayArgs {
 
     #[command(flatten)]
     pub limits: GatewayLimits,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Serve `/healthz` and `/readyz` on this HTTP address (e.g. 0.0.0.0:9090) for
+    /// liveness and readiness probes; off when unset.
+    #[arg(long, env = "NIMBUS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +172,9 @@ pub struct QueueWorkerArgs {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +226,9 @@ pub struct DlqServeArgs {
 
     #[command(flatten)]
     pub queue: QueueArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +331,9 @@ pub struct InvokerArgs {
 
     #[command(flatten)]
     pub instances: InstanceArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]

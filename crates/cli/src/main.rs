@@ -5,6 +5,7 @@
 // A binary exports nothing: its modules' `pub` items are the crate's internal API.
 #![allow(unreachable_pub)]
 
+mod admin;
 mod args;
 mod bench;
 mod client;

@@ -19,9 +19,10 @@ use nimbus_store::{RecordWriter, RecordWriterConfig, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, Dependency};
 use crate::args::{
-    DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs, InvokerArgs, MigrateArgs,
-    QueueArgs, QueueWorkerArgs, WorkerArgs,
+    AdminArgs, DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs, InvokerArgs,
+    MigrateArgs, QueueArgs, QueueWorkerArgs, WorkerArgs,
 };
 
 /// The consumer group every queue-worker of a queue joins.
@@ -47,6 +48,7 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     .await?;
     let address = listener.local_addr()?;
     announce("dev", &format!("http://{address}"));
+    serve_admin("dev", &args.admin, platform.dependencies(), &shutdown).await?;
     print_dev_help(address, &args.data_dir);
     platform.serve(listener, shutdown).await
 }
@@ -63,6 +65,11 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
     let listener = bind(args.listen).await?;
     announce("gateway", &format!("http://{}", listener.local_addr()?));
+    let dependencies = vec![
+        Dependency::Store(store.clone()),
+        Dependency::Queue(queue.clone()),
+    ];
+    serve_admin("gateway", &args.admin, dependencies, &shutdown).await?;
     let router = nimbus_gateway::router(AppState::new(
         cached(store, args.limits.function_cache_ttl),
         invoker,
@@ -80,12 +87,19 @@ pub async fn invoker(args: InvokerArgs, shutdown: CancellationToken) -> anyhow::
     let store = connect_store(&args.database_url).await?;
     let invoker = LocalInvoker::start(
         invoker_config(&args.data_dir, &args.region, &args.instances),
-        store,
+        store.clone(),
     )
     .await
     .context("cannot start the invoker")?;
     let listener = bind(args.listen).await?;
     announce("invoker", &listener.local_addr()?.to_string());
+    serve_admin(
+        "invoker",
+        &args.admin,
+        vec![Dependency::Store(store)],
+        &shutdown,
+    )
+    .await?;
     let served = nimbus_invoker::grpc::serve(
         listener,
         invoker.clone() as Arc<dyn Invoker>,
@@ -112,14 +126,16 @@ pub async fn queue_worker(
     let config = worker_config(&args.worker, &args.queue, &args.region);
     let consumer = config.consumer.clone();
     let worker = QueueWorker::new(
-        queue,
+        queue.clone(),
         invoker,
         dead_letters,
-        cached(store, args.function_cache_ttl),
+        cached(store.clone(), args.function_cache_ttl),
         records.clone(),
         config,
     );
     println!("nimbus: queue-worker running as {consumer}");
+    let dependencies = vec![Dependency::Store(store), Dependency::Queue(queue)];
+    serve_admin("queue-worker", &args.admin, dependencies, &shutdown).await?;
     worker.run(shutdown).await;
     records.shutdown().await;
     Ok(())
@@ -134,9 +150,12 @@ pub async fn dlq(args: DlqServeArgs, shutdown: CancellationToken) -> anyhow::Res
         .context("the DLQ service needs --redis-url (or NIMBUS_REDIS_URL)")?;
     let store = connect_store(&database_url).await?;
     let queue = redis_queue(&redis_url, &args.queue).await?;
-    let service: Arc<dyn DeadLetters> = Arc::new(DeadLetterService::new(store, queue));
+    let service: Arc<dyn DeadLetters> =
+        Arc::new(DeadLetterService::new(store.clone(), queue.clone()));
     let listener = bind(args.listen).await?;
     announce("dlq", &listener.local_addr()?.to_string());
+    let dependencies = vec![Dependency::Store(store), Dependency::Queue(queue)];
+    serve_admin("dlq", &args.admin, dependencies, &shutdown).await?;
     nimbus_dlq::grpc::serve(listener, service, shutdown.cancelled_owned())
         .await
         .context("the DLQ service's gRPC server failed")
@@ -155,6 +174,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 /// Every service in one process, sharing a store, a queue and a record writer: `nimbus dev`
 /// and the benchmark.
 pub struct InProcessPlatform {
+    dependencies: Vec<Dependency>,
     invoker: Arc<LocalInvoker>,
     worker: QueueWorker,
     records: RecordWriter,
@@ -176,6 +196,10 @@ impl InProcessPlatform {
         let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
         let dead_letters: Arc<dyn DeadLetters> =
             Arc::new(DeadLetterService::new(store.clone(), queue.clone()));
+        let dependencies = vec![
+            Dependency::Store(store.clone()),
+            Dependency::Queue(queue.clone()),
+        ];
         let store = cached(store, limits.function_cache_ttl);
         let worker = QueueWorker::new(
             queue.clone(),
@@ -194,11 +218,17 @@ impl InProcessPlatform {
             gateway_config(limits),
         ));
         Ok(Self {
+            dependencies,
             invoker,
             worker,
             records,
             router,
         })
+    }
+
+    /// What the platform needs to be ready: its store and its queue.
+    pub fn dependencies(&self) -> Vec<Dependency> {
+        self.dependencies.clone()
     }
 
     /// The queue-worker, for a caller that runs it on its own (see
@@ -244,6 +274,19 @@ impl InProcessPlatform {
         self.invoker.shutdown().await;
         self.records.shutdown().await;
         served.context("the gateway failed")
+    }
+}
+
+/// Starts the admin endpoint if `--admin-listen` asks for one.
+async fn serve_admin(
+    service: &str,
+    args: &AdminArgs,
+    dependencies: Vec<Dependency>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    match args.admin_listen {
+        Some(address) => admin::start(service, address, dependencies, shutdown.clone()).await,
+        None => Ok(()),
     }
 }
 

@@ -521,6 +521,26 @@ async fn distributed_worker_killed_mid_event_loses_nothing() {
     assert_clean_exit(platform);
 }
 
+async fn every_service_answers_its_probes(platform: &Platform) {
+    let urls = platform.admin_urls();
+    let expected = if platform.is_distributed() { 4 } else { 1 };
+    assert_eq!(urls.len(), expected);
+    for url in urls {
+        let alive = http().get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(alive.status(), 200, "{url}");
+        let ready = http().get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200, "{url}");
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["status"], "ready", "{url}: {body}");
+        assert_eq!(body["checks"]["store"], "ok", "{url}: {body}");
+    }
+}
+
+on_both!(
+    every_service_answers_its_probes,
+    &[("NIMBUS_ADMIN_LISTEN", "127.0.0.1:0")]
+);
+
 #[test]
 fn migrate_prepares_a_fresh_database_and_can_run_again() {
     let database = common::TestDatabase::create();

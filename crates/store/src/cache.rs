@@ -93,6 +93,10 @@ impl Store for CachedStore {
         self.inner.put_code(sha, zip).await
     }
 
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+
     async fn get_code(&self, sha: &CodeSha256) -> Result<Option<Bytes>> {
         self.inner.get_code(sha).await
     }

@@ -35,6 +35,9 @@ pub use sqlite::SqliteStore;
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers (readiness probes).
+    async fn ping(&self) -> Result<()>;
+
     /// Stores a code zip under its hash. Idempotent: the same hash twice is one row.
     async fn put_code(&self, sha: &CodeSha256, zip: Bytes) -> Result<()>;
 

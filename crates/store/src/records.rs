@@ -414,6 +414,9 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Store for MemoryStore {
+        async fn ping(&self) -> Result<()> {
+            Ok(())
+        }
         async fn put_code(&self, _: &CodeSha256, _: Bytes) -> Result<()> {
             unreachable!("the record writer writes invocations only")
         }

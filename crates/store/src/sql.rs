@@ -10,6 +10,11 @@ macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::Store for $store {
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
             async fn put_code(
                 &self,
                 sha: &nimbus_core::CodeSha256,

@@ -195,6 +195,10 @@ async fn code_is_stored_once_by_hash(store: Arc<dyn Store>) {
     assert_eq!(store.get_code(&sha).await.unwrap(), Some(zip));
 }
 
+async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+}
+
 async fn functions_round_trip(store: Arc<dyn Store>) {
     let code = with_code(&*store).await;
     let mut f = function("alpha", &code);
@@ -1063,6 +1067,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    ping_answers,
     code_is_stored_once_by_hash,
     functions_round_trip,
     a_taken_name_conflicts,

@@ -7,7 +7,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 pub const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
@@ -18,6 +18,8 @@ pub struct Process {
     /// What the process announced on stdout: its listening address (a queue-worker: its
     /// consumer name).
     pub address: String,
+    /// The admin endpoint (`http://...`) once announced, with `NIMBUS_ADMIN_LISTEN` set.
+    admin: Arc<Mutex<Option<String>>>,
 }
 
 impl Process {
@@ -37,10 +39,17 @@ impl Process {
         let mut child = command.spawn().expect("start nimbus");
         let stdout = child.stdout.take().unwrap();
         let (found, address) = mpsc::channel();
+        let admin = Arc::new(Mutex::new(None));
+        let admin_found = admin.clone();
         std::thread::spawn(move || {
             let mut announced = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("nimbus: ")
+                    && let Some((_, url)) = rest.split_once(" admin on ")
+                {
+                    *admin_found.lock().unwrap() = Some(url.trim().to_owned());
+                }
                 if !announced
                     && let Some(rest) = line.strip_prefix("nimbus: ")
                     && let Some((_, address)) = rest
@@ -55,7 +64,22 @@ impl Process {
         let address = address
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("nimbus {args:?} did not announce its address"));
-        Process { child, address }
+        Process {
+            child,
+            address,
+            admin,
+        }
+    }
+
+    /// The admin endpoint, waiting for its announcement.
+    pub fn admin_url(&self) -> String {
+        for _ in 0..600 {
+            if let Some(url) = self.admin.lock().unwrap().clone() {
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no admin endpoint was announced");
     }
 
     pub fn pid(&self) -> u32 {
@@ -239,6 +263,15 @@ impl Platform {
     /// SIGKILLs the oldest queue-worker.
     pub fn kill_worker(&mut self) {
         self.workers.remove(0).kill();
+    }
+
+    /// The admin endpoints of every process, services first, then workers.
+    pub fn admin_urls(&self) -> Vec<String> {
+        self.processes
+            .iter()
+            .chain(&self.workers)
+            .map(Process::admin_url)
+            .collect()
     }
 
     pub fn is_distributed(&self) -> bool {
