@@ -468,6 +468,30 @@ fn assert_clean_exit(platform: Platform) {
     }
 }
 
+/// SIGTERM while an event runs: the service lets it finish and records it before exiting;
+/// the event is neither lost nor run again.
+async fn sigterm_mid_event_drains_it(platform: &mut Platform) {
+    let functions = Functions::deploy(platform);
+    let request_id = accepted(platform, "slow", r#"{"sleep": 2}"#).await;
+    let started = functions.path(&format!("{request_id}.started"));
+    wait_for_file(&started).await;
+    let status = if platform.is_distributed() {
+        let status = platform.terminate_worker();
+        platform.start_worker();
+        status
+    } else {
+        platform.restart_dev()
+    };
+    assert!(status.success(), "exited with {status}");
+    let record = wait_for_status(platform, &request_id, "succeeded").await;
+    assert_eq!(record["attempts"], 1);
+    assert_eq!(
+        std::fs::read_to_string(&started).unwrap().trim(),
+        "1",
+        "ran once"
+    );
+}
+
 macro_rules! on_both {
     ($case:ident) => {
         on_both!($case, FAST_RETRIES);
@@ -506,6 +530,20 @@ on_both!(
         ("NIMBUS_VISIBILITY_TIMEOUT", "2s")
     ]
 );
+
+#[tokio::test]
+async fn dev_sigterm_mid_event_drains_it() {
+    let mut platform = Platform::dev(FAST_RETRIES);
+    sigterm_mid_event_drains_it(&mut platform).await;
+    assert_clean_exit(platform);
+}
+
+#[tokio::test]
+async fn distributed_sigterm_on_a_worker_mid_event_drains_it() {
+    let mut platform = Platform::distributed(FAST_RETRIES);
+    sigterm_mid_event_drains_it(&mut platform).await;
+    assert_clean_exit(platform);
+}
 
 #[tokio::test]
 async fn dev_crash_mid_event_loses_nothing() {

@@ -260,6 +260,20 @@ impl Platform {
         self.workers.push(worker);
     }
 
+    /// SIGTERMs the oldest queue-worker and waits for it to exit.
+    pub fn terminate_worker(&mut self) -> std::process::ExitStatus {
+        self.workers.remove(0).terminate()
+    }
+
+    /// SIGTERMs `nimbus dev`, waits for it to exit, and starts it again on the same data
+    /// folder (on a new port).
+    pub fn restart_dev(&mut self) -> std::process::ExitStatus {
+        assert!(self.distributed.is_none(), "only for nimbus dev");
+        let status = self.processes.pop().unwrap().terminate();
+        self.start_dev();
+        status
+    }
+
     /// SIGKILLs the oldest queue-worker.
     pub fn kill_worker(&mut self) {
         self.workers.remove(0).kill();
