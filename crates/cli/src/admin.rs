@@ -1,6 +1,7 @@
 //! The admin endpoint a service serves when `--admin-listen` is given: `GET /healthz` answers
 //! `200` while the process runs; `GET /readyz` answers `200` when everything the service
-//! depends on (its store, its queue) answers within a second, else `503` naming what did not.
+//! depends on (its store, its queue) answers within a second, else `503` naming what did not;
+//! `GET /metrics` is Prometheus text, with the queue's depth read at each scrape.
 //! Orchestrators point liveness and readiness probes here.
 
 use std::future::Future;
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
-use nimbus_queue::EventQueue;
+use nimbus_queue::{EventQueue, QueueStats};
 use nimbus_store::Store;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
@@ -67,12 +69,14 @@ pub async fn start(
         listener.local_addr()?
     );
     let dependencies = Arc::new(dependencies);
+    let scraped = dependencies.clone();
     let app = axum::Router::new()
         .route(
             "/healthz",
             get(|| async { Json(json!({"status": "alive"})) }),
         )
-        .route("/readyz", get(move || readiness(dependencies.clone())));
+        .route("/readyz", get(move || readiness(dependencies.clone())))
+        .route("/metrics", get(move || prometheus(scraped.clone())));
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -82,6 +86,39 @@ pub async fn start(
         }
     });
     Ok(())
+}
+
+/// The process's metrics, after reading the queue's depth into its gauges.
+async fn prometheus(dependencies: Arc<Vec<Dependency>>) -> impl IntoResponse {
+    for dependency in dependencies.iter() {
+        if let Dependency::Queue(queue) = dependency {
+            match tokio::time::timeout(CHECK_TIMEOUT, queue.stats()).await {
+                Ok(Ok(stats)) => publish_queue_stats(&stats),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot read the queue's depth"),
+                Err(_) => tracing::warn!("the queue's depth did not come in time"),
+            }
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        nimbus_telemetry::metrics::render(),
+    )
+}
+
+fn publish_queue_stats(stats: &QueueStats) {
+    for (state, count) in [
+        ("ready", stats.ready),
+        ("delayed", stats.delayed),
+        ("in_flight", stats.in_flight),
+    ] {
+        metrics::gauge!("nimbus_queue_events", "state" => state).set(count as f64);
+    }
+    let age = stats.oldest_enqueued_at.map_or(0.0, |oldest| {
+        (time::OffsetDateTime::now_utc() - oldest)
+            .as_seconds_f64()
+            .max(0.0)
+    });
+    metrics::gauge!("nimbus_queue_oldest_event_age_seconds").set(age);
 }
 
 async fn readiness(dependencies: Arc<Vec<Dependency>>) -> (StatusCode, Json<Value>) {

@@ -32,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
             | Command::Bench(_)
     );
     let _telemetry = serving.then(|| nimbus_telemetry::init(cli.log_format));
+    if serving {
+        nimbus_telemetry::metrics::install();
+    }
     match cli.command {
         Command::Dev(args) => serve::dev(args, signal::shutdown_on_signal()?).await,
         Command::Gateway(args) => serve::gateway(args, signal::shutdown_on_signal()?).await,

@@ -574,6 +574,131 @@ async fn every_service_answers_its_probes(platform: &Platform) {
     }
 }
 
+/// The sum over every process's `/metrics` of the samples of `name` carrying `labels`.
+async fn metric(platform: &Platform, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for url in platform.admin_urls() {
+        let text = http()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+            if metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+            {
+                total += value.parse::<f64>().unwrap();
+            }
+        }
+    }
+    total
+}
+
+async fn metrics_count_known_traffic(platform: &Platform) {
+    let _functions = Functions::deploy(platform);
+    for body in [r#"{}"#, r#"{}"#, r#"{"fail_attempts": 1}"#] {
+        let response = http()
+            .post(platform.invoke_url("flaky"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    put_event_invoke_config(platform, "flaky", json!({"MaximumRetryAttempts": 0})).await;
+    let request_id = accepted(platform, "flaky", r#"{"fail_attempts": 1}"#).await;
+    wait_for_status(platform, &request_id, "dead_lettered").await;
+
+    let sync = |outcome| {
+        [
+            ("function", "flaky"),
+            ("type", "RequestResponse"),
+            ("outcome", outcome),
+        ]
+    };
+    let event = |outcome| {
+        [
+            ("function", "flaky"),
+            ("type", "Event"),
+            ("outcome", outcome),
+        ]
+    };
+    assert_eq!(
+        metric(platform, "nimbus_invocations_total", &sync("succeeded")).await,
+        2.0
+    );
+    assert_eq!(
+        metric(
+            platform,
+            "nimbus_invocations_total",
+            &sync("function_error")
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(platform, "nimbus_invocations_total", &event("accepted")).await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            platform,
+            "nimbus_invocations_total",
+            &event("dead_lettered")
+        )
+        .await,
+        1.0
+    );
+    let dead = [("function", "flaky"), ("reason", "RetriesExhausted")];
+    assert_eq!(
+        metric(platform, "nimbus_dead_letters_total", &dead).await,
+        1.0
+    );
+    let failed_attempt = [("function", "flaky"), ("outcome", "function_error")];
+    assert_eq!(
+        metric(platform, "nimbus_event_attempts_total", &failed_attempt).await,
+        1.0
+    );
+    assert!(
+        metric(
+            platform,
+            "nimbus_cold_starts_total",
+            &[("function", "flaky")]
+        )
+        .await
+            >= 1.0
+    );
+    let four_calls = metric(
+        platform,
+        "nimbus_function_duration_seconds_count",
+        &[("function", "flaky")],
+    )
+    .await;
+    assert_eq!(four_calls, 4.0);
+    assert!(metric(platform, "nimbus_record_batch_size_count", &[]).await >= 1.0);
+    assert_eq!(
+        metric(platform, "nimbus_queue_events", &[("state", "ready")]).await,
+        0.0
+    );
+}
+
+on_both!(
+    metrics_count_known_traffic,
+    &[
+        ("NIMBUS_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("NIMBUS_RETRY_BASE_DELAY", "200ms")
+    ]
+);
+
 on_both!(
     every_service_answers_its_probes,
     &[("NIMBUS_ADMIN_LISTEN", "127.0.0.1:0")]

@@ -99,6 +99,13 @@ async fn invoke_async(
         .records()
         .record(event.record(InvocationStatus::Queued))
         .await;
+    metrics::counter!(
+        "nimbus_invocations_total",
+        "function" => event.function_name.as_str().to_owned(),
+        "type" => "Event",
+        "outcome" => "accepted",
+    )
+    .increment(1);
     tracing::debug!(function = %event.function_name, "event queued");
     Ok(StatusCode::ACCEPTED.into_response())
 }
@@ -190,7 +197,9 @@ async fn invoke_sync(
         want_log_tail: options.want_log_tail,
         trace_id: options.trace_id,
     };
+    let started = std::time::Instant::now();
     let result = state.invoker().invoke(request).await;
+    observe_sync(&name, &result, started.elapsed());
     let record = record_of(
         request_id,
         name,
@@ -208,6 +217,25 @@ async fn invoke_sync(
         "invocation finished"
     );
     respond(outcome, options.want_log_tail)
+}
+
+/// Counts a synchronous invocation by how it ended, and times it.
+fn observe_sync(name: &FunctionName, result: &Result<InvokeOutcome, Error>, took: Duration) {
+    let outcome = match result {
+        Ok(outcome) if outcome.function_error.is_none() => "succeeded",
+        Ok(_) => "function_error",
+        Err(Error::TooManyRequests(_)) => "throttled",
+        Err(_) => "error",
+    };
+    metrics::counter!(
+        "nimbus_invocations_total",
+        "function" => name.as_str().to_owned(),
+        "type" => "RequestResponse",
+        "outcome" => outcome,
+    )
+    .increment(1);
+    metrics::histogram!("nimbus_invocation_duration_seconds", "type" => "RequestResponse")
+        .record(took.as_secs_f64());
 }
 
 fn respond(outcome: InvokeOutcome, want_log_tail: bool) -> Result<Response, ApiError> {

@@ -147,6 +147,8 @@ impl Node {
         };
         let arn = function.arn(&self.config.region, ACCOUNT_ID);
         let ran = instance.invoke(request, arn).await;
+        metrics::histogram!("nimbus_function_duration_seconds", "function" => function.name.as_str().to_owned())
+            .record(ran.outcome.duration.as_secs_f64());
         drop(instance);
         if let Some(retired) = lease.finish(ran.reusable) {
             retired.stop().await;
@@ -176,6 +178,8 @@ impl Node {
         match Instance::spawn(&self.config, function, &code_dir).await {
             Ok(instance) => {
                 self.instances_started.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nimbus_cold_starts_total", "function" => function.name.as_str().to_owned())
+                    .increment(1);
                 Ok(Ok(instance))
             }
             Err(StartError::Setup(error)) => Err(error),

@@ -97,7 +97,7 @@ impl InstancePool {
         }
         let busy = state.busy.get(&key.name).copied().unwrap_or(0);
         if busy >= function_limit as usize {
-            return Err(Error::TooManyRequests(ThrottleReason::FunctionConcurrency));
+            return Err(throttled(ThrottleReason::FunctionConcurrency));
         }
         let mut warm = None;
         while let Some(idle) = state.idle.get_mut(key).and_then(Vec::pop) {
@@ -113,7 +113,7 @@ impl InstancePool {
             if state.live >= self.max_instances {
                 evicted = state.evict_oldest_idle();
                 if evicted.is_none() {
-                    return Err(Error::TooManyRequests(ThrottleReason::NodeConcurrency));
+                    return Err(throttled(ThrottleReason::NodeConcurrency));
                 }
             }
             state.live += 1;
@@ -122,6 +122,7 @@ impl InstancePool {
         if let Some(instance) = &warm {
             state.running.insert(instance.id, instance.clone());
         }
+        state.publish();
         Ok(Acquired {
             lease: Lease {
                 pool: self,
@@ -147,6 +148,7 @@ impl InstancePool {
         }
         state.idle.retain(|_, instances| !instances.is_empty());
         state.live -= reaped.len();
+        state.publish();
         reaped
     }
 
@@ -216,9 +218,11 @@ impl Lease<'_> {
                     instance,
                     since: Instant::now(),
                 });
+            state.publish();
             None
         } else {
             state.live -= 1;
+            state.publish();
             Some(instance)
         }
     }
@@ -236,10 +240,24 @@ impl Drop for Lease<'_> {
             instance.kill();
         }
         state.live -= 1;
+        state.publish();
     }
 }
 
+fn throttled(reason: ThrottleReason) -> Error {
+    metrics::counter!("nimbus_throttles_total", "reason" => reason.as_str()).increment(1);
+    Error::TooManyRequests(reason)
+}
+
 impl PoolState {
+    /// Sets the instance gauges to what this state holds.
+    fn publish(&self) {
+        let idle: usize = self.idle.values().map(Vec::len).sum();
+        let busy: usize = self.busy.values().sum();
+        metrics::gauge!("nimbus_instances", "state" => "idle").set(idle as f64);
+        metrics::gauge!("nimbus_instances", "state" => "busy").set(busy as f64);
+    }
+
     fn finish_busy(&mut self, name: &FunctionName) {
         if let Some(busy) = self.busy.get_mut(name) {
             *busy = busy.saturating_sub(1);

@@ -35,6 +35,7 @@ impl Shared {
         let request_id = delivery.event.request_id;
         if delivery.redelivered {
             self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("nimbus_event_redeliveries_total").increment(1);
             tracing::warn!(%request_id, "event redelivered after an expired claim; it may run twice");
         }
         if let Err(error) = self.try_process(&delivery).await {
@@ -81,6 +82,10 @@ impl Shared {
         }
 
         let started_at = OffsetDateTime::now_utc();
+        if event.attempts.is_empty() && event.system_retries == 0 {
+            let waited = (started_at - event.enqueued_at).as_seconds_f64().max(0.0);
+            metrics::histogram!("nimbus_event_queue_wait_seconds").record(waited);
+        }
         let mut running = event.record(InvocationStatus::Running);
         running.attempts += 1;
         running.started_at.get_or_insert(started_at);
@@ -88,6 +93,18 @@ impl Shared {
 
         let result = self.invoke(delivery, &event, function).await;
         let finished_at = OffsetDateTime::now_utc();
+        let attempt_outcome = match &result {
+            Ok(outcome) if outcome.function_error.is_none() => "succeeded",
+            Ok(_) => "function_error",
+            Err(Error::TooManyRequests(_)) => "throttled",
+            Err(_) => "error",
+        };
+        metrics::counter!(
+            "nimbus_event_attempts_total",
+            "function" => event.function_name.as_str().to_owned(),
+            "outcome" => attempt_outcome,
+        )
+        .increment(1);
         match result {
             Ok(outcome) if outcome.function_error.is_none() => {
                 event.attempts.push(Attempt {
@@ -120,6 +137,8 @@ impl Shared {
                     .retry
                     .function_error_delay(made, fastrand::f64());
                 self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nimbus_event_retries_total", "kind" => "function_error")
+                    .increment(1);
                 self.retry_after(
                     delivery,
                     event,
@@ -136,6 +155,7 @@ impl Shared {
                 event.system_retries = event.system_retries.saturating_add(1);
                 let delay = self.config.retry.system_error_delay(event.system_retries);
                 self.counters.backed_off.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nimbus_event_retries_total", "kind" => "system").increment(1);
                 self.retry_after(
                     delivery,
                     event,
@@ -205,6 +225,7 @@ impl Shared {
         record.duration_ms = Some(outcome.duration.as_secs_f64() * 1000.0);
         self.records.record(record).await;
         self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+        finished(&event, "succeeded");
         Ok(())
     }
 
@@ -282,6 +303,13 @@ impl Shared {
         }
         self.records.record(record).await;
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(
+            "nimbus_dead_letters_total",
+            "function" => event.function_name.as_str().to_owned(),
+            "reason" => reason.as_str(),
+        )
+        .increment(1);
+        finished(&event, "dead_lettered");
         Ok(())
     }
 
@@ -357,6 +385,20 @@ impl Shared {
             counters.callbacks_failed.fetch_add(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Counts an event that reached its end, and times it from acceptance.
+fn finished(event: &QueuedEvent, outcome: &'static str) {
+    metrics::counter!(
+        "nimbus_invocations_total",
+        "function" => event.function_name.as_str().to_owned(),
+        "type" => "Event",
+        "outcome" => outcome,
+    )
+    .increment(1);
+    let took = (OffsetDateTime::now_utc() - event.enqueued_at).as_seconds_f64();
+    metrics::histogram!("nimbus_invocation_duration_seconds", "type" => "Event")
+        .record(took.max(0.0));
 }
 
 fn deadline(event: &QueuedEvent, config: &EventInvokeConfig) -> OffsetDateTime {

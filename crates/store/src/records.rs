@@ -304,8 +304,12 @@ impl Inner {
     async fn commit(&self, records: &[InvocationRecord]) {
         let mut delay = RETRY_FIRST;
         loop {
+            let started = Instant::now();
             match self.store.put_invocations(records).await {
                 Ok(()) => {
+                    metrics::histogram!("nimbus_record_flush_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("nimbus_record_batch_size").record(records.len() as f64);
                     self.flushes.fetch_add(1, Ordering::Relaxed);
                     self.records_written
                         .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -314,6 +318,7 @@ impl Inner {
                     return;
                 }
                 Err(error) => {
+                    metrics::counter!("nimbus_record_flush_failures_total").increment(1);
                     tracing::warn!(
                         %error,
                         records = records.len(),

@@ -1,8 +1,10 @@
-//! One place that sets up Nimbus' logging for every binary and service.
+//! One place that sets up Nimbus' logging and metrics for every binary and service.
 //!
 //! Human-readable lines by default, JSON lines with [`LogFormat::Json`]; the level comes from
 //! `RUST_LOG` (default `info`). Call [`init`] once at the top of `main` and keep the returned
 //! guard alive until exit.
+
+pub mod metrics;
 
 use std::str::FromStr;
 
