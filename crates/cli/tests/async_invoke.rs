@@ -39,6 +39,10 @@ def slow(event, context):
     time.sleep(event["sleep"])
     return {"slept": event["sleep"]}
 
+def trace(event, context):
+    (STATE / ("trace-" + context.aws_request_id)).write_text(os.environ.get("_X_AMZN_TRACE_ID", ""))
+    return {}
+
 def keep(event, context):
     request_id = event["requestContext"]["requestId"]
     (STATE / ("destination-" + request_id + ".json")).write_text(json.dumps(event))
@@ -574,6 +578,42 @@ async fn every_service_answers_its_probes(platform: &Platform) {
     }
 }
 
+async fn the_callers_trace_reaches_the_function(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    let code = function_dir(&[("app.py", FUNCTIONS)]);
+    let env = format!("STATE_DIR={}", functions.state.path().display());
+    platform.deploy(
+        code.path(),
+        "trace",
+        "python3.12",
+        &["--handler", "app.trace", "--env", &env],
+    );
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let xray = "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1";
+    for invocation_type in ["Event", "RequestResponse"] {
+        let response = http()
+            .post(platform.invoke_url("trace"))
+            .header("X-Amz-Invocation-Type", invocation_type)
+            .header("traceparent", traceparent)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "{invocation_type}: {status} {:?}",
+            response.headers()
+        );
+        let request_id = response.headers()["x-amzn-RequestId"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let seen = wait_for_file(&functions.path(&format!("trace-{request_id}"))).await;
+        assert_eq!(seen, xray, "{invocation_type}");
+    }
+}
+
 /// The sum over every process's `/metrics` of the samples of `name` carrying `labels`.
 async fn metric(platform: &Platform, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut total = 0.0;
@@ -691,6 +731,7 @@ async fn metrics_count_known_traffic(platform: &Platform) {
     );
 }
 
+on_both!(the_callers_trace_reaches_the_function);
 on_both!(
     metrics_count_known_traffic,
     &[

@@ -14,6 +14,7 @@ pub mod function;
 pub mod invocation;
 pub mod invoker;
 pub mod limits;
+pub mod trace;
 
 pub use dead_letter::{
     DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetterReason, DeadLetters, RedriveMark,

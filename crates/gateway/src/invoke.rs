@@ -288,7 +288,13 @@ impl InvokeOptions {
         let client_context = text(headers, &CLIENT_CONTEXT)?
             .map(decode_client_context)
             .transpose()?;
-        let trace_id = text(headers, &TRACE_ID)?.map(str::to_owned);
+        // The function sees the caller's X-Ray header, or its W3C trace in X-Ray form.
+        let trace_id = match text(headers, &TRACE_ID)? {
+            Some(xray) => Some(xray.to_owned()),
+            None => trace_context(headers)
+                .as_deref()
+                .and_then(nimbus_core::trace::xray_from_traceparent),
+        };
         Ok(Self {
             invocation_type,
             want_log_tail,

@@ -183,7 +183,10 @@ impl Shared {
             payload: event.payload.clone(),
             client_context: None,
             want_log_tail: false,
-            trace_id: None,
+            trace_id: event
+                .trace_context
+                .as_deref()
+                .and_then(nimbus_core::trace::xray_from_traceparent),
         };
         let invocation = self.invoker.invoke(request);
         tokio::pin!(invocation);
