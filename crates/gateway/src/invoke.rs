@@ -21,6 +21,7 @@ use nimbus_core::{
 };
 use nimbus_queue::QueuedEvent;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::code::BASE64;
 use crate::error::ApiError;
@@ -57,11 +58,24 @@ pub(crate) async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let options = InvokeOptions::parse(&headers)?;
+    // Every log line of this invocation names it.
+    let span = tracing::info_span!(
+        "invoke",
+        %request_id,
+        function = %name,
+        invocation_type = options.invocation_type.as_str(),
+    );
     match options.invocation_type {
         InvocationType::RequestResponse | InvocationType::DryRun => {
-            invoke_sync(&state, request_id, name, options, &headers, body).await
+            invoke_sync(&state, request_id, name, options, &headers, body)
+                .instrument(span)
+                .await
         }
-        InvocationType::Event => invoke_async(&state, request_id, name, &headers, body).await,
+        InvocationType::Event => {
+            invoke_async(&state, request_id, name, &headers, body)
+                .instrument(span)
+                .await
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use nimbus_core::invocation::error_document;
 use nimbus_core::{Error, FunctionError, InvokeOutcome, InvokeRequest, Result, Runtime};
 use nimbus_store::Store;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::code::CodeCache;
 use crate::config::InvokerConfig;
@@ -100,9 +101,14 @@ impl Drop for LocalInvoker {
 impl nimbus_core::Invoker for LocalInvoker {
     async fn invoke(&self, request: InvokeRequest) -> Result<InvokeOutcome> {
         let node = self.node.clone();
+        let span = tracing::info_span!(
+            "run",
+            request_id = %request.request_id,
+            function = %request.function.name,
+        );
         // The invocation runs to its end even if the caller goes away, as on Lambda: the
         // function is not cut short and its instance returns to the pool in a known state.
-        tokio::spawn(async move { node.invoke(request).await })
+        tokio::spawn(async move { node.invoke(request).await }.instrument(span))
             .await
             .map_err(|e| Error::Service(format!("an invocation failed: {e}")))?
     }

@@ -13,6 +13,7 @@ use nimbus_core::{
 };
 use nimbus_queue::{Delivery, QueuedEvent};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::destination::{Condition, invocation_record};
 use crate::worker::Shared;
@@ -38,7 +39,13 @@ impl Shared {
             metrics::counter!("nimbus_event_redeliveries_total").increment(1);
             tracing::warn!(%request_id, "event redelivered after an expired claim; it may run twice");
         }
-        if let Err(error) = self.try_process(&delivery).await {
+        let span = tracing::info_span!(
+            "event",
+            %request_id,
+            function = %delivery.event.function_name,
+            attempt = delivery.event.attempts.len() + 1,
+        );
+        if let Err(error) = self.try_process(&delivery).instrument(span).await {
             tracing::warn!(
                 %request_id, %error,
                 "event left claimed; it is redelivered after the visibility timeout"
