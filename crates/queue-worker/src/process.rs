@@ -143,36 +143,17 @@ impl Shared {
                     .config
                     .retry
                     .function_error_delay(made, fastrand::f64());
-                self.counters.retried.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("nimbus_event_retries_total", "kind" => "function_error")
-                    .increment(1);
-                self.retry_after(
-                    delivery,
-                    event,
-                    delay,
-                    deadline,
-                    &config,
-                    Some(&outcome),
-                    None,
-                )
-                .await
+                let failure = Failure::Function(&outcome);
+                self.retry_after(delivery, event, delay, deadline, &config, failure)
+                    .await
             }
             Err(error) => {
                 tracing::info!(request_id = %event.request_id, %error, "event not run; backing off");
                 event.system_retries = event.system_retries.saturating_add(1);
                 let delay = self.config.retry.system_error_delay(event.system_retries);
-                self.counters.backed_off.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("nimbus_event_retries_total", "kind" => "system").increment(1);
-                self.retry_after(
-                    delivery,
-                    event,
-                    delay,
-                    deadline,
-                    &config,
-                    None,
-                    Some(&error),
-                )
-                .await
+                let failure = Failure::System(&error);
+                self.retry_after(delivery, event, delay, deadline, &config, failure)
+                    .await
             }
         }
     }
@@ -239,9 +220,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Hands the event back to the queue for `delay`, or dead-letters it if that would take
-    /// it past its maximum age.
-    #[allow(clippy::too_many_arguments)]
+    /// Hands the event back to the queue for `delay` after `failure`, or dead-letters it if
+    /// that would take it past its maximum age.
     async fn retry_after(
         &self,
         delivery: &Delivery,
@@ -249,21 +229,30 @@ impl Shared {
         delay: Duration,
         deadline: OffsetDateTime,
         config: &EventInvokeConfig,
-        outcome: Option<&InvokeOutcome>,
-        system_error: Option<&Error>,
+        failure: Failure<'_>,
     ) -> Result<()> {
         let at = OffsetDateTime::now_utc() + delay;
         if at >= deadline {
             let reason = DeadLetterReason::EventAgeExceeded;
             return self
-                .dead_letter(delivery, event, reason, config, outcome)
+                .dead_letter(delivery, event, reason, config, failure.outcome())
                 .await;
         }
         self.queue.retry_later(delivery, &event, at).await?;
         let mut record = event.record(InvocationStatus::Retrying);
-        if let Some(error) = system_error {
-            record.error_type = Some(error.lambda_type().to_owned());
-            record.error_message = Some(error.public_message());
+        match failure {
+            Failure::Function(_) => {
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nimbus_event_retries_total", "kind" => "function_error")
+                    .increment(1);
+            }
+            Failure::System(error) => {
+                self.counters.backed_off.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nimbus_event_retries_total", "kind" => "system").increment(1);
+                // The record's last error is this one: no attempt ran.
+                record.error_type = Some(error.lambda_type().to_owned());
+                record.error_message = Some(error.public_message());
+            }
         }
         self.records.record(record).await;
         Ok(())
@@ -394,6 +383,24 @@ impl Shared {
             tracing::warn!(%url, %request_id, "callback gave up");
             counters.callbacks_failed.fetch_add(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Why an event goes back to the queue.
+#[derive(Clone, Copy)]
+enum Failure<'a> {
+    /// The function raised, crashed or timed out: an attempt is spent.
+    Function(&'a InvokeOutcome),
+    /// Throttled, or Nimbus could not run it: no attempt is spent.
+    System(&'a Error),
+}
+
+impl<'a> Failure<'a> {
+    fn outcome(self) -> Option<&'a InvokeOutcome> {
+        match self {
+            Self::Function(outcome) => Some(outcome),
+            Self::System(_) => None,
+        }
     }
 }
 
