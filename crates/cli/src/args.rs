@@ -95,21 +95,8 @@ pub struct GatewayArgs {
     #[arg(long, env = "NIMBUS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Store URL (`postgres://...` or `sqlite://PATH`).
-    #[arg(long, env = "NIMBUS_DATABASE_URL")]
-    pub database_url: String,
-
-    /// gRPC address of the invoker, e.g. http://127.0.0.1:9100.
-    #[arg(long, env = "NIMBUS_INVOKER_URL")]
-    pub invoker_url: String,
-
-    /// gRPC address of the DLQ service, e.g. http://127.0.0.1:9200.
-    #[arg(long, env = "NIMBUS_DLQ_URL")]
-    pub dlq_url: String,
-
-    /// Redis URL of the event queue, e.g. redis://127.0.0.1:6379.
-    #[arg(long, env = "NIMBUS_REDIS_URL")]
-    pub redis_url: String,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 
     #[command(flatten)]
     pub queue: QueueArgs,
@@ -129,21 +116,10 @@ pub struct AdminArgs {
     pub admin_listen: Option<SocketAddr>,
 }
 
+/// What the gateway and a queue-worker reach: the store, the queue and the other services.
 #[derive(Debug, Args)]
-pub struct QueueArgs {
-    /// Prefix of the Redis keys of the event queue; services sharing a queue share it.
-    #[arg(long, env = "NIMBUS_REDIS_KEY_PREFIX", default_value = "nimbus")]
-    pub redis_key_prefix: String,
-
-    /// How long a claimed event stays hidden from other workers without a heartbeat; a
-    /// worker that dies mid-event leaves it to another after this long.
-    #[arg(long, env = "NIMBUS_VISIBILITY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub visibility_timeout: Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct QueueWorkerArgs {
-    /// Store URL (`postgres://...`): functions, their event invoke configs, records.
+pub struct PeerArgs {
+    /// Store URL (`postgres://...`, or `sqlite://PATH` on one host).
     #[arg(long, env = "NIMBUS_DATABASE_URL")]
     pub database_url: String,
 
@@ -158,6 +134,24 @@ pub struct QueueWorkerArgs {
     /// gRPC address of the DLQ service, e.g. http://127.0.0.1:9200.
     #[arg(long, env = "NIMBUS_DLQ_URL")]
     pub dlq_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Prefix of the Redis keys of the event queue; services sharing a queue share it.
+    #[arg(long, env = "NIMBUS_REDIS_KEY_PREFIX", default_value = "nimbus")]
+    pub redis_key_prefix: String,
+
+    /// How long a claimed event stays hidden from other workers without a heartbeat; a
+    /// worker that dies mid-event leaves it to another after this long.
+    #[arg(long, env = "NIMBUS_VISIBILITY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub visibility_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueWorkerArgs {
+    #[command(flatten)]
+    pub peers: PeerArgs,
 
     /// AWS region shown in the ARNs of invocation records.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]

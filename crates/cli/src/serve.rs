@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Dependency};
 use crate::args::{
     AdminArgs, DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs, InvokerArgs,
-    MigrateArgs, QueueArgs, QueueWorkerArgs, WorkerArgs,
+    MigrateArgs, PeerArgs, QueueArgs, QueueWorkerArgs, WorkerArgs,
 };
 
 /// The consumer group every queue-worker of a queue joins.
@@ -54,14 +54,12 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 }
 
 pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = connect_store(&args.database_url).await?;
-    let invoker: Arc<dyn Invoker> = Arc::new(
-        nimbus_invoker::grpc::RemoteInvoker::connect(&args.invoker_url)
-            .await
-            .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?,
-    );
-    let dead_letters = remote_dead_letters(&args.dlq_url)?;
-    let queue = redis_queue(&args.redis_url, &args.queue).await?;
+    let Peers {
+        store,
+        queue,
+        invoker,
+        dead_letters,
+    } = Peers::connect(&args.peers, &args.queue).await?;
     let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
     let listener = bind(args.listen).await?;
     announce("gateway", &format!("http://{}", listener.local_addr()?));
@@ -114,14 +112,12 @@ pub async fn queue_worker(
     args: QueueWorkerArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = connect_store(&args.database_url).await?;
-    let queue = redis_queue(&args.redis_url, &args.queue).await?;
-    let invoker: Arc<dyn Invoker> = Arc::new(
-        nimbus_invoker::grpc::RemoteInvoker::connect(&args.invoker_url)
-            .await
-            .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?,
-    );
-    let dead_letters = remote_dead_letters(&args.dlq_url)?;
+    let Peers {
+        store,
+        queue,
+        invoker,
+        dead_letters,
+    } = Peers::connect(&args.peers, &args.queue).await?;
     let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
     let config = worker_config(&args.worker, &args.queue, &args.region);
     let consumer = config.consumer.clone();
@@ -328,10 +324,28 @@ pub async fn embedded_queue(
     Ok(Arc::new(queue))
 }
 
-fn remote_dead_letters(url: &str) -> anyhow::Result<Arc<dyn DeadLetters>> {
-    let client = RemoteDeadLetters::connect(url)
-        .with_context(|| format!("invalid DLQ service URL {url}"))?;
-    Ok(Arc::new(client))
+/// What the gateway and a queue-worker work with when each service is its own process.
+struct Peers {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn EventQueue>,
+    invoker: Arc<dyn Invoker>,
+    dead_letters: Arc<dyn DeadLetters>,
+}
+
+impl Peers {
+    async fn connect(args: &PeerArgs, queue: &QueueArgs) -> anyhow::Result<Self> {
+        let invoker = nimbus_invoker::grpc::RemoteInvoker::connect(&args.invoker_url)
+            .await
+            .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?;
+        let dead_letters = RemoteDeadLetters::connect(&args.dlq_url)
+            .with_context(|| format!("invalid DLQ service URL {}", args.dlq_url))?;
+        Ok(Self {
+            store: connect_store(&args.database_url).await?,
+            queue: redis_queue(&args.redis_url, queue).await?,
+            invoker: Arc::new(invoker),
+            dead_letters: Arc::new(dead_letters),
+        })
+    }
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
