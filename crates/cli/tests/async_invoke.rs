@@ -22,6 +22,12 @@ import json, os, pathlib, time
 
 STATE = pathlib.Path(os.environ["STATE_DIR"])
 
+def publish(name, text):
+    # Whole or not at all: the test reads the file as soon as it exists.
+    partial = STATE / (name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, STATE / name)
+
 def count(context, suffix):
     marker = STATE / (context.aws_request_id + suffix)
     n = int(marker.read_text()) + 1 if marker.exists() else 1
@@ -40,12 +46,12 @@ def slow(event, context):
     return {"slept": event["sleep"]}
 
 def trace(event, context):
-    (STATE / ("trace-" + context.aws_request_id)).write_text(os.environ.get("_X_AMZN_TRACE_ID", ""))
+    publish("trace-" + context.aws_request_id, os.environ.get("_X_AMZN_TRACE_ID", ""))
     return {}
 
 def keep(event, context):
     request_id = event["requestContext"]["requestId"]
-    (STATE / ("destination-" + request_id + ".json")).write_text(json.dumps(event))
+    publish("destination-" + request_id + ".json", json.dumps(event))
     return {}
 "#;
 
