@@ -439,7 +439,7 @@ async fn bad_requests_get_lambda_errors_and_change_nothing() {
     ]);
     assert!(!output.status.success());
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("InvalidZipFileException"),
+        String::from_utf8_lossy(&output.stderr).contains("InvalidParameterValueException"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

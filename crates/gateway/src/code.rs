@@ -74,11 +74,21 @@ fn check_blocking(zip_base64: &[u8]) -> Result<CheckedZip, Error> {
             limits::MAX_ZIPPED_CODE_BYTES
         )));
     }
-    nimbus_core::code::inspect_zip(&zip)?;
+    nimbus_core::code::inspect_zip(&zip).map_err(upload_error)?;
     Ok(CheckedZip {
         sha: CodeSha256::of(&zip),
         zip: Bytes::from(zip),
     })
+}
+
+/// A zip refused at upload is Lambda's `InvalidParameterValueException`: `CreateFunction` and
+/// `UpdateFunctionCode` model no `InvalidZipFileException`, which is an `Invoke` error, and
+/// SDKs raise only what an operation models.
+fn upload_error(error: Error) -> Error {
+    match error {
+        Error::InvalidZipFile(message) => Error::InvalidParameterValue(message),
+        other => other,
+    }
 }
 
 /// Where `GetFunction` tells a caller to download the code: this gateway, as the caller
@@ -154,10 +164,17 @@ mod tests {
             Err(Error::InvalidParameterValue(_))
         ));
         let evil = base64::engine::general_purpose::STANDARD.encode(zip_of("../evil"));
-        assert!(matches!(
-            check_blocking(evil.as_bytes()),
-            Err(Error::InvalidZipFile(_))
-        ));
+        let garbage = base64::engine::general_purpose::STANDARD.encode(b"not a zip");
+        for refused in [evil, garbage] {
+            let Err(Error::InvalidParameterValue(message)) = check_blocking(refused.as_bytes())
+            else {
+                panic!("an unusable zip was not an invalid parameter");
+            };
+            assert!(
+                message.contains("escapes") || message.contains("Could not unzip"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -249,7 +249,7 @@ async fn code_updates_change_the_code_and_the_revision() {
     gateway
         .put_json(&path, &json!({"ZipFile": base64(&evil)}))
         .await
-        .assert_error(400, "InvalidZipFileException");
+        .assert_error(400, "InvalidParameterValueException");
     gateway
         .put_json(&path, &json!({"S3Bucket": "b", "S3Key": "k"}))
         .await
@@ -502,7 +502,7 @@ async fn bad_zips_are_refused_and_nothing_is_written() {
         let mut body = create_body(name);
         body["Code"] = json!({ "ZipFile": zip });
         let answer = gateway.post_json(FUNCTIONS, &body).await;
-        answer.assert_error(400, "InvalidZipFileException");
+        answer.assert_error(400, "InvalidParameterValueException");
         gateway
             .get(&format!("{FUNCTIONS}/{name}"))
             .await
