@@ -201,7 +201,7 @@ def zip_bytes(files: dict[str, str | bytes], executable: tuple[str, ...] = ()) -
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = (0o100755 if name in executable else 0o100644) << 16
-            archive.writestr(info, content)
+            archive.writestr(info, content, compresslevel=1)
     return buffer.getvalue()
 
 
