@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
-from conftest import ECHO_HANDLER, client_for, unique_name, zip_bytes
+from conftest import ECHO_HANDLER, Functions, client_for, unique_name, zip_bytes
 
 ops = pytest.mark.operations
 ROLE = "arn:aws:iam::000000000000:role/compat"
@@ -78,8 +78,6 @@ def test_a_second_create_is_a_conflict(functions, lambda_client):
     ],
 )
 def test_invalid_parameters_are_refused(unchecked_client, members, why):
-    from conftest import Functions
-
     made = Functions(unchecked_client)
     with pytest.raises(unchecked_client.exceptions.InvalidParameterValueException) as raised:
         made.create(**members)

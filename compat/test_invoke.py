@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nimbus, b64json, client_for, unique_name, zip_bytes
+from conftest import Functions, Nimbus, b64json, client_for, unique_name, zip_bytes
 
 ops = pytest.mark.operations
 
@@ -20,8 +20,6 @@ ops = pytest.mark.operations
 @pytest.fixture(scope="module")
 def echo(lambda_client):
     """One echo function for the module; invocations do not change it."""
-    from conftest import Functions
-
     made = Functions(lambda_client)
     name = made.create(Environment={"Variables": {"GREETING": "hello"}})["FunctionName"]
     yield name

@@ -1,6 +1,7 @@
 """Real runtime interface clients as `provided.al2023` functions, invoked through boto3:
-AWS' Python client `awslambdaric`, vendored into the zip from this virtualenv, and the Rust
-example built with the `lambda_runtime` crate."""
+AWS' Python client `awslambdaric`, vendored into the zip from this virtualenv, AWS' Node.js
+client `aws-lambda-ric` (built by scripts/compat), and the Rust example built with the
+`lambda_runtime` crate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NIMBUS_BIN, zip_bytes
+from conftest import NIMBUS_BIN, Functions, zip_bytes
 
 ops = pytest.mark.operations
 
@@ -64,8 +65,6 @@ def vendored_files() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def ric_function(lambda_client):
-    from conftest import Functions
-
     made = Functions(lambda_client)
     code = zip_bytes({**vendored_files(), "handler.py": HANDLER, "bootstrap": BOOTSTRAP},
                      executable=("bootstrap",))
@@ -136,3 +135,43 @@ def test_the_rust_lambda_runtime_example(functions, lambda_client):
     error = json.loads(failed["Payload"].read())
     assert error["errorMessage"] == "asked to fail"
     assert error["errorType"]
+
+
+NODE_HANDLER = """
+export const handler = async (event, context) => {
+  if (event.fail) throw new TypeError("asked to fail");
+  console.log("aws-lambda-ric handler for", context.awsRequestId);
+  return { event, requestId: context.awsRequestId, functionName: context.functionName };
+};
+"""
+
+NODE_BOOTSTRAP = """#!/bin/sh
+# This function is its own runtime interface client: aws-lambda-ric, vendored into the zip.
+exec node node_modules/aws-lambda-ric/bin/index.mjs index.handler
+"""
+
+
+@ops("Invoke", "CreateFunction")
+def test_node_aws_lambda_ric(functions, lambda_client):
+    ric = Path(os.environ.get("NIMBUS_NODE_RIC", "/nonexistent"))
+    if not (ric / "dist" / "rapid-client.node").exists():
+        pytest.skip(
+            "aws-lambda-ric is not built: scripts/compat builds it with npm (it compiles native "
+            "code and needs cmake and a C++ toolchain) and sets NIMBUS_NODE_RIC"
+        )
+    # What the client needs at run time: its package, its build and its launcher.
+    shipped = [ric / "package.json", ric / "bin" / "index.mjs", *sorted((ric / "dist").iterdir())]
+    files = {f"node_modules/aws-lambda-ric/{p.relative_to(ric).as_posix()}": p.read_bytes() for p in shipped}
+    files.update({"index.mjs": NODE_HANDLER, "bootstrap": NODE_BOOTSTRAP})
+    code = zip_bytes(files, executable=("bootstrap",))
+    name = functions.create(zip_file=code, runtime="provided.al2023", handler="index.handler")["FunctionName"]
+    answer = lambda_client.invoke(FunctionName=name, LogType="Tail", Payload=b'{"name": "node"}')
+    assert answer["StatusCode"] == 200 and "FunctionError" not in answer
+    result = json.loads(answer["Payload"].read())
+    assert result == {"event": {"name": "node"}, "requestId": answer["ResponseMetadata"]["RequestId"],
+                      "functionName": name}
+    assert "aws-lambda-ric handler for " + result["requestId"] in base64.b64decode(answer["LogResult"]).decode()
+    failed = lambda_client.invoke(FunctionName=name, Payload=b'{"fail": true}')
+    assert failed["FunctionError"] == "Unhandled"
+    error = json.loads(failed["Payload"].read())
+    assert (error["errorType"], error["errorMessage"]) == ("TypeError", "asked to fail")
