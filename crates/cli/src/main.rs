@@ -21,21 +21,34 @@ use crate::args::{Cli, Command, DlqArgs};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let serving = matches!(
-        cli.command,
-        Command::Dev(_)
-            | Command::Gateway(_)
-            | Command::Invoker(_)
-            | Command::QueueWorker(_)
-            | Command::Dlq(DlqArgs { command: None, .. })
-            | Command::Migrate(_)
-            | Command::Bench(_)
-    );
-    let _telemetry = serving.then(|| nimbus_telemetry::init(cli.log_format));
-    if serving {
-        nimbus_telemetry::metrics::install();
+    let service = match &cli.command {
+        Command::Dev(_) => Some("nimbus-dev"),
+        Command::Gateway(_) => Some("nimbus-gateway"),
+        Command::Invoker(_) => Some("nimbus-invoker"),
+        Command::QueueWorker(_) => Some("nimbus-queue-worker"),
+        Command::Dlq(DlqArgs { command: None, .. }) => Some("nimbus-dlq"),
+        Command::Migrate(_) => Some("nimbus-migrate"),
+        Command::Bench(_) => Some("nimbus-bench"),
+        Command::Dlq(_) | Command::Function(_) | Command::Invoke(_) | Command::Invocations(_) => {
+            None
+        }
+    };
+    let telemetry = match service {
+        Some(service) => {
+            nimbus_telemetry::metrics::install();
+            Some(nimbus_telemetry::init(service, cli.log_format).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let result = run(cli.command).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
     }
-    match cli.command {
+    result
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Dev(args) => serve::dev(args, signal::shutdown_on_signal()?).await,
         Command::Gateway(args) => serve::gateway(args, signal::shutdown_on_signal()?).await,
         Command::Invoker(args) => serve::invoker(args, signal::shutdown_on_signal()?).await,

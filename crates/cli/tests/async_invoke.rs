@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::otlp::{OtlpReceiver, ReceivedSpan};
 use common::{Platform, function_dir};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -777,4 +778,191 @@ fn migrate_prepares_a_fresh_database_and_can_run_again() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unsupported database URL"));
+}
+
+/// `span` and the spans above it, nearest first.
+fn ancestry<'a>(spans: &'a [ReceivedSpan], span: &'a ReceivedSpan) -> Vec<&'a ReceivedSpan> {
+    let mut chain = vec![span];
+    while let Some(parent) = spans
+        .iter()
+        .find(|candidate| candidate.span_id == chain[chain.len() - 1].parent_id)
+    {
+        chain.push(parent);
+    }
+    chain
+}
+
+/// The `attempt` spans of `spans` that have the invoker's `run` span below them.
+fn attempts_that_ran(spans: &[ReceivedSpan]) -> Vec<&ReceivedSpan> {
+    let mut attempts: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| span.name == "run")
+        .filter_map(|run| {
+            ancestry(spans, run)
+                .into_iter()
+                .find(|above| above.name == "attempt")
+        })
+        .collect();
+    attempts.sort_by_key(|attempt| attempt.attributes["attempt"].clone());
+    attempts.dedup_by_key(|attempt| attempt.span_id.clone());
+    attempts
+}
+
+/// One event that fails twice and then succeeds is one trace, continuing the caller's:
+/// gateway request → enqueue → three attempts → the invoker's run of each. A synchronous
+/// invoke is one trace down to the run, and an event that fails every attempt is
+/// dead-lettered within its own trace.
+async fn one_trace_follows_an_event_through_every_hop(platform: &Platform, otlp: &OtlpReceiver) {
+    let _functions = Functions::deploy(platform);
+    let (trace_id, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let response = http()
+        .post(platform.invoke_url("flaky"))
+        .header("X-Amz-Invocation-Type", "Event")
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .body(r#"{"fail_attempts": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let request_id = response.headers()["x-amzn-RequestId"].to_str().unwrap();
+    wait_for_status(platform, request_id, "succeeded").await;
+
+    let spans = otlp
+        .wait_for_trace(trace_id, |spans| attempts_that_ran(spans).len() == 3)
+        .await;
+    let named = |name: &str| -> Vec<&ReceivedSpan> {
+        spans.iter().filter(|span| span.name == name).collect()
+    };
+    let (gateway, worker, invoker) = if platform.is_distributed() {
+        ("nimbus-gateway", "nimbus-queue-worker", "nimbus-invoker")
+    } else {
+        ("nimbus-dev", "nimbus-dev", "nimbus-dev")
+    };
+    let request = named("request");
+    assert_eq!(request.len(), 1, "{request:#?}");
+    assert_eq!(
+        request[0].parent_id, caller_span,
+        "the caller's span is the parent"
+    );
+    assert_eq!(request[0].service, gateway);
+    assert_eq!(request[0].attributes["request_id"], request_id);
+    let enqueue = named("enqueue");
+    assert_eq!(enqueue.len(), 1, "{enqueue:#?}");
+    let path: Vec<&str> = ancestry(&spans, enqueue[0])
+        .iter()
+        .map(|span| span.name.as_str())
+        .collect();
+    assert_eq!(path, ["enqueue", "invoke", "request"]);
+
+    let attempts = attempts_that_ran(&spans);
+    for (n, attempt) in attempts.iter().enumerate() {
+        assert_eq!(attempt.attributes["attempt"], (n + 1).to_string());
+        assert_eq!(
+            attempt.parent_id, enqueue[0].span_id,
+            "attempts follow the queue"
+        );
+        assert_eq!(attempt.service, worker);
+        assert_eq!(attempt.attributes["request_id"], request_id);
+    }
+    for run in named("run") {
+        let chain = ancestry(&spans, run);
+        assert_eq!(run.service, invoker);
+        assert_eq!(
+            chain.last().unwrap().span_id,
+            request[0].span_id,
+            "{chain:#?}"
+        );
+        if platform.is_distributed() {
+            assert_eq!(chain[1].name, "invoker.rpc", "{chain:#?}");
+            assert_eq!(chain[2].name, "attempt", "{chain:#?}");
+        }
+    }
+
+    let sync_trace = "8c1d6a0e5f2b4e7a9d3c2b1a0f9e8d7c";
+    let response = http()
+        .post(platform.invoke_url("flaky"))
+        .header("traceparent", format!("00-{sync_trace}-{caller_span}-01"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let spans = otlp
+        .wait_for_trace(sync_trace, |spans| {
+            spans.iter().any(|span| span.name == "run")
+        })
+        .await;
+    let run = spans.iter().find(|span| span.name == "run").unwrap();
+    let path: Vec<&str> = ancestry(&spans, run)
+        .iter()
+        .map(|span| span.name.as_str())
+        .collect();
+    if platform.is_distributed() {
+        assert_eq!(path, ["run", "invoker.rpc", "invoke", "request"]);
+    } else {
+        assert_eq!(path, ["run", "invoke", "request"]);
+    }
+
+    let dead_trace = "5b8aa5a2d2c872e8321cf37308d69df2";
+    let response = http()
+        .post(platform.invoke_url("flaky"))
+        .header("X-Amz-Invocation-Type", "Event")
+        .header("traceparent", format!("00-{dead_trace}-{caller_span}-01"))
+        .body(r#"{"fail_attempts": 9}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let request_id = response.headers()["x-amzn-RequestId"].to_str().unwrap();
+    wait_for_status(platform, request_id, "dead_lettered").await;
+    let spans = otlp
+        .wait_for_trace(dead_trace, |spans| {
+            spans.iter().any(|span| span.name == "dead_letter")
+        })
+        .await;
+    let letter = spans
+        .iter()
+        .find(|span| span.name == "dead_letter")
+        .unwrap();
+    let attempt = ancestry(&spans, letter)[1];
+    assert_eq!(attempt.name, "attempt");
+    assert_eq!(attempt.attributes["attempt"], "3");
+    assert_eq!(letter.attributes["reason"], "RetriesExhausted");
+}
+
+mod traces {
+    use super::*;
+
+    fn envs(otlp: &OtlpReceiver) -> Vec<(&'static str, String)> {
+        let mut envs: Vec<(&str, String)> = FAST_RETRIES
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_owned()))
+            .collect();
+        envs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.clone()));
+        envs.push(("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()));
+        envs
+    }
+
+    fn borrowed<'a>(envs: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+        envs.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    // The collector must answer while the test thread blocks on starting processes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dev() {
+        let otlp = OtlpReceiver::start().await;
+        let envs = envs(&otlp);
+        let platform = Platform::dev(&borrowed(&envs));
+        one_trace_follows_an_event_through_every_hop(&platform, &otlp).await;
+        assert_clean_exit(platform);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn distributed() {
+        let otlp = OtlpReceiver::start().await;
+        let envs = envs(&otlp);
+        let platform = Platform::distributed(&borrowed(&envs));
+        one_trace_follows_an_event_through_every_hop(&platform, &otlp).await;
+        assert_clean_exit(platform);
+    }
 }

@@ -105,9 +105,12 @@ async fn invoke_async(
     let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
 
     let mut event = QueuedEvent::new(request_id, name, function.version, payload);
-    event.trace_context = trace_context(headers);
     event.callback_url = callback_url;
-    state.queue().enqueue(&event).await?;
+    // Each attempt continues the trace from here, across the queue.
+    let span = tracing::info_span!("enqueue");
+    event.trace_context =
+        nimbus_telemetry::trace::traceparent(&span).or_else(|| trace_context(headers));
+    state.queue().enqueue(&event).instrument(span).await?;
     // Only now: an event the queue refused must leave no record saying it waits.
     state
         .records()
@@ -302,10 +305,12 @@ impl InvokeOptions {
         let client_context = text(headers, &CLIENT_CONTEXT)?
             .map(decode_client_context)
             .transpose()?;
-        // The function sees the caller's X-Ray header, or its W3C trace in X-Ray form.
+        // The function sees the caller's X-Ray header, else this invocation's W3C trace (or,
+        // when spans are not traced, the caller's) in X-Ray form.
         let trace_id = match text(headers, &TRACE_ID)? {
             Some(xray) => Some(xray.to_owned()),
-            None => trace_context(headers)
+            None => nimbus_telemetry::trace::current_traceparent()
+                .or_else(|| trace_context(headers))
                 .as_deref()
                 .and_then(nimbus_core::trace::xray_from_traceparent),
         };

@@ -1,6 +1,7 @@
 //! Gives every request a [`RequestId`]: handlers find it in the request's extensions (the
 //! invoke uses it as the invocation's id), every log line of the request carries it, and every
-//! response, error or not, returns it in `x-amzn-RequestId`.
+//! response, error or not, returns it in `x-amzn-RequestId`. The request's span continues the
+//! caller's trace when the request carries a W3C `traceparent`.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -19,7 +20,16 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
         request_id = %id,
         method = %request.method(),
         path = request.uri().path(),
+        trace_id = tracing::field::Empty,
     );
+    if let Some(parent) = request
+        .headers()
+        .get(nimbus_telemetry::trace::TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+    {
+        nimbus_telemetry::trace::set_parent(&span, parent);
+    }
+    nimbus_telemetry::trace::record_trace_id(&span);
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::try_from(id.to_string()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -15,10 +15,13 @@ use nimbus_core::{
 };
 use nimbus_proto::invoker as pb;
 use nimbus_proto::status::{from_status, to_status};
+use nimbus_telemetry::trace::TRACEPARENT;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::Status;
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint, Server};
+use tracing::Instrument as _;
 
 /// Room for a 6 MB payload plus the rest of the message.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -53,8 +56,23 @@ impl pb::invoker_server::Invoker for InvokerService {
         &self,
         request: tonic::Request<pb::InvokeRequest>,
     ) -> std::result::Result<tonic::Response<pb::InvokeResponse>, Status> {
+        // The caller's span (the gateway's invoke, a worker's attempt) is this call's parent.
+        let span = tracing::info_span!("invoker.rpc", trace_id = tracing::field::Empty);
+        if let Some(parent) = request
+            .metadata()
+            .get(TRACEPARENT)
+            .and_then(|value| value.to_str().ok())
+        {
+            nimbus_telemetry::trace::set_parent(&span, parent);
+        }
+        nimbus_telemetry::trace::record_trace_id(&span);
         let request = request_from_wire(request.into_inner()).map_err(to_status)?;
-        let outcome = self.invoker.invoke(request).await.map_err(to_status)?;
+        let outcome = self
+            .invoker
+            .invoke(request)
+            .instrument(span)
+            .await
+            .map_err(to_status)?;
         Ok(tonic::Response::new(outcome_to_wire(outcome)))
     }
 }
@@ -82,10 +100,16 @@ impl RemoteInvoker {
 #[async_trait::async_trait]
 impl Invoker for RemoteInvoker {
     async fn invoke(&self, request: InvokeRequest) -> Result<InvokeOutcome> {
+        let mut request = tonic::Request::new(request_to_wire(request));
+        if let Some(value) = nimbus_telemetry::trace::current_traceparent()
+            .and_then(|parent| MetadataValue::try_from(parent).ok())
+        {
+            request.metadata_mut().insert(TRACEPARENT, value);
+        }
         let response = self
             .client
             .clone()
-            .invoke(request_to_wire(request))
+            .invoke(request)
             .await
             .map_err(|status| from_status(status, "invoker"))?;
         outcome_from_wire(response.into_inner())

@@ -105,7 +105,10 @@ impl nimbus_core::Invoker for LocalInvoker {
             "run",
             request_id = %request.request_id,
             function = %request.function.name,
+            trace_id = tracing::field::Empty,
         );
+        // The function's output is logged in this span, on its own: it names the trace.
+        nimbus_telemetry::trace::record_trace_id(&span);
         // The invocation runs to its end even if the caller goes away, as on Lambda: the
         // function is not cut short and its instance returns to the pool in a known state.
         tokio::spawn(async move { node.invoke(request).await }.instrument(span))

@@ -36,6 +36,8 @@ struct Shared {
 #[derive(Default)]
 struct LogState {
     request_id: Option<RequestId>,
+    /// The span of the current invocation: its output lines are logged (and traced) in it.
+    span: Option<tracing::Span>,
     /// The current invocation's log, or init output while none runs.
     text: String,
 }
@@ -90,6 +92,7 @@ impl InstanceLogs {
         let mut state = self.lock();
         let init = std::mem::take(&mut state.text);
         state.request_id = Some(request_id);
+        state.span = Some(tracing::Span::current());
         state.text = format!("{init}START RequestId: {request_id} Version: {version}\n");
     }
 
@@ -122,6 +125,7 @@ impl InstanceLogs {
     pub(crate) fn finish(&self, report: &str) -> String {
         let mut state = self.lock();
         let request_id = state.request_id.take();
+        state.span = None;
         let mut text = std::mem::take(&mut state.text);
         if let Some(id) = request_id {
             text.push_str(&format!("END RequestId: {id}\n{report}\n"));
@@ -135,7 +139,7 @@ impl InstanceLogs {
 
     /// Adds one line to the current invocation's log (and to `tracing`).
     pub(crate) fn append(&self, line: &str) {
-        let request_id = {
+        let (request_id, span) = {
             let mut state = self.lock();
             let keep = if state.request_id.is_some() {
                 KEPT_LOG_BYTES
@@ -145,11 +149,16 @@ impl InstanceLogs {
             state.text.push_str(line);
             state.text.push('\n');
             trim_front(&mut state.text, keep);
-            state.request_id
+            (state.request_id, state.span.clone())
         };
-        match request_id {
-            Some(id) => tracing::info!(function = %self.inner.function, request_id = %id, "{line}"),
-            None => tracing::info!(function = %self.inner.function, "{line}"),
+        match (request_id, span) {
+            (Some(id), Some(span)) => {
+                tracing::info!(parent: &span, function = %self.inner.function, request_id = %id, "{line}");
+            }
+            (Some(id), None) => {
+                tracing::info!(function = %self.inner.function, request_id = %id, "{line}");
+            }
+            (None, _) => tracing::info!(function = %self.inner.function, "{line}"),
         }
     }
 }

@@ -40,11 +40,17 @@ impl Shared {
             tracing::warn!(%request_id, "event redelivered after an expired claim; it may run twice");
         }
         let span = tracing::info_span!(
-            "event",
+            "attempt",
             %request_id,
             function = %delivery.event.function_name,
             attempt = delivery.event.attempts.len() + 1,
+            trace_id = tracing::field::Empty,
         );
+        // Every attempt is a child of the gateway's enqueue: one trace per invocation.
+        if let Some(parent) = &delivery.event.trace_context {
+            nimbus_telemetry::trace::set_parent(&span, parent);
+        }
+        nimbus_telemetry::trace::record_trace_id(&span);
         if let Err(error) = self.try_process(&delivery).instrument(span).await {
             tracing::warn!(
                 %request_id, %error,
@@ -171,8 +177,8 @@ impl Shared {
             payload: event.payload.clone(),
             client_context: None,
             want_log_tail: false,
-            trace_id: event
-                .trace_context
+            trace_id: nimbus_telemetry::trace::current_traceparent()
+                .or_else(|| event.trace_context.clone())
                 .as_deref()
                 .and_then(nimbus_core::trace::xray_from_traceparent),
         };
@@ -280,7 +286,8 @@ impl Shared {
             dead_lettered_at: OffsetDateTime::now_utc(),
             redrive: None,
         };
-        if let Err(error) = self.dead_letters.put(letter).await {
+        let span = tracing::info_span!("dead_letter", reason = reason.as_str());
+        if let Err(error) = self.dead_letters.put(letter).instrument(span).await {
             event.system_retries = event.system_retries.saturating_add(1);
             let at = OffsetDateTime::now_utc()
                 + self.config.retry.system_error_delay(event.system_retries);
