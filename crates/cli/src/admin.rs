@@ -1,6 +1,7 @@
 //! The admin endpoint a service serves when `--admin-listen` is given: `GET /healthz` answers
 //! `200` while the process runs; `GET /readyz` answers `200` when everything the service
-//! depends on (its store, its queue) answers within a second, else `503` naming what did not;
+//! depends on (its store, its queue, the services it calls) answers within a second, else
+//! `503` naming what did not;
 //! `GET /metrics` is Prometheus text, with the queue's depth read at each scrape.
 //! Orchestrators point liveness and readiness probes here.
 
@@ -31,6 +32,11 @@ type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 pub enum Dependency {
     Store(Arc<dyn Store>),
     Queue(Arc<dyn EventQueue>),
+    /// Another service, reached at `url`: ready when it accepts a connection.
+    Peer {
+        name: &'static str,
+        url: String,
+    },
 }
 
 impl Dependency {
@@ -38,6 +44,7 @@ impl Dependency {
         match self {
             Self::Store(_) => "store",
             Self::Queue(_) => "queue",
+            Self::Peer { name, .. } => name,
         }
     }
 
@@ -49,8 +56,23 @@ impl Dependency {
             Self::Queue(queue) => {
                 Box::pin(async move { queue.stats().await.map(drop).map_err(|e| e.to_string()) })
             }
+            Self::Peer { url, .. } => Box::pin(async move { connect(&url).await }),
         }
     }
+}
+
+/// Opens (and drops) a TCP connection to the host and port of `url`.
+async fn connect(url: &str) -> Result<(), String> {
+    let uri: axum::http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("no host in {url}"))?;
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot connect to {url}: {e}"))
 }
 
 /// Binds `address` and serves the admin endpoint until `shutdown`, announcing
@@ -168,6 +190,12 @@ mod tests {
         assert!(status.success(), "{sql}");
     }
 
+    /// A port nothing listens on.
+    async fn closed_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
     #[tokio::test]
     async fn readiness_names_the_dependency_that_does_not_answer() {
         let name = format!(
@@ -196,6 +224,15 @@ mod tests {
         let (status, Json(body)) = readiness(dependencies.clone()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["checks"], json!({"store": "ok", "queue": "ok"}));
+
+        let unreachable = Dependency::Peer {
+            name: "invoker",
+            url: format!("http://127.0.0.1:{}", closed_port().await),
+        };
+        let (status, Json(body)) = readiness(Arc::new(vec![unreachable])).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let error = body["checks"]["invoker"].as_str().unwrap();
+        assert!(error.contains("cannot connect"), "{body}");
 
         // The database goes away under the running service.
         psql(&format!("DROP DATABASE {name} WITH (FORCE)"));

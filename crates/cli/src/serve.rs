@@ -63,10 +63,11 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     let records = RecordWriter::start(store.clone(), RecordWriterConfig::default());
     let listener = bind(args.listen).await?;
     announce("gateway", &format!("http://{}", listener.local_addr()?));
-    let dependencies = vec![
+    let mut dependencies = vec![
         Dependency::Store(store.clone()),
         Dependency::Queue(queue.clone()),
     ];
+    dependencies.extend(peer_dependencies(&args.peers));
     serve_admin("gateway", &args.admin, dependencies, &shutdown).await?;
     let router = nimbus_gateway::router(AppState::new(
         cached(store, args.limits.function_cache_ttl),
@@ -130,7 +131,8 @@ pub async fn queue_worker(
         config,
     );
     println!("nimbus: queue-worker running as {consumer}");
-    let dependencies = vec![Dependency::Store(store), Dependency::Queue(queue)];
+    let mut dependencies = vec![Dependency::Store(store), Dependency::Queue(queue)];
+    dependencies.extend(peer_dependencies(&args.peers));
     serve_admin("queue-worker", &args.admin, dependencies, &shutdown).await?;
     worker.run(shutdown).await;
     records.shutdown().await;
@@ -346,6 +348,20 @@ impl Peers {
             dead_letters: Arc::new(dead_letters),
         })
     }
+}
+
+/// The services the gateway and a queue-worker call, for their readiness.
+fn peer_dependencies(peers: &PeerArgs) -> [Dependency; 2] {
+    [
+        Dependency::Peer {
+            name: "invoker",
+            url: peers.invoker_url.clone(),
+        },
+        Dependency::Peer {
+            name: "dlq",
+            url: peers.dlq_url.clone(),
+        },
+    ]
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -583,6 +583,22 @@ async fn every_service_answers_its_probes(platform: &Platform) {
         assert_eq!(body["status"], "ready", "{url}: {body}");
         assert_eq!(body["checks"]["store"], "ok", "{url}: {body}");
     }
+    if platform.is_distributed() {
+        // The gateway (first) and the queue-worker (last) also need the invoker and the DLQ.
+        let urls = platform.admin_urls();
+        for url in [&urls[0], &urls[3]] {
+            let body: Value = http()
+                .get(format!("{url}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(body["checks"]["invoker"], "ok", "{url}: {body}");
+            assert_eq!(body["checks"]["dlq"], "ok", "{url}: {body}");
+        }
+    }
 }
 
 async fn the_callers_trace_reaches_the_function(platform: &Platform) {
