@@ -6,6 +6,7 @@
 //! configuration and retry policy; dead letters and the [`DeadLetters`] trait of the DLQ
 //! service.
 
+pub mod alias;
 pub mod code;
 pub mod dead_letter;
 pub mod error;
@@ -14,8 +15,10 @@ pub mod function;
 pub mod invocation;
 pub mod invoker;
 pub mod limits;
+pub mod sigv4;
 pub mod trace;
 
+pub use alias::{Alias, QualifierKind};
 pub use dead_letter::{
     DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetterReason, DeadLetters, RedriveMark,
     Redriven, Selection,

@@ -6,18 +6,19 @@
 //! `nimbus dev`) never serves a stale configuration. Writes made through another process are
 //! seen within the time-to-live, like the few seconds Lambda itself takes to apply an update.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use nimbus_core::{
-    CodeSha256, Cursor, DeadLetter, DeadLetterFilter, EventInvokeConfig, FunctionConfig,
+    Alias, CodeSha256, Cursor, DeadLetter, DeadLetterFilter, EventInvokeConfig, FunctionConfig,
     FunctionName, InvocationFilter, InvocationRecord, RedriveMark, RequestId,
 };
 use tokio::time::Instant;
 
-use crate::{Result, Store};
+use crate::{FunctionVersions, Result, Store};
 
 /// How long a configuration read from the database is reused by default.
 pub const DEFAULT_FUNCTION_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -31,6 +32,10 @@ pub struct CachedStore {
     functions: Mutex<HashMap<FunctionName, Cached<FunctionConfig>>>,
     /// Keyed by function name and qualifier.
     event_configs: Mutex<HashMap<(FunctionName, String), Cached<EventInvokeConfig>>>,
+    /// Published versions, keyed by function name and version.
+    versions: Mutex<HashMap<(FunctionName, String), Cached<FunctionConfig>>>,
+    /// Keyed by function name and alias name.
+    aliases: Mutex<HashMap<(FunctionName, String), Cached<Alias>>>,
 }
 
 /// What the database answered, `None` included, and when it was asked.
@@ -46,7 +51,40 @@ impl CachedStore {
             ttl,
             functions: Mutex::new(HashMap::new()),
             event_configs: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cached answer for `key` in `map` if fresh, else what `fetch` answers, remembered.
+    async fn cached<T: Clone>(
+        &self,
+        map: &Mutex<HashMap<(FunctionName, String), Cached<T>>>,
+        key: (FunctionName, String),
+        fetch: impl Future<Output = Result<Option<T>>>,
+    ) -> Result<Option<T>> {
+        if let Some(cached) = crate::sync::lock(map).get(&key)
+            && cached.fetched_at.elapsed() < self.ttl
+        {
+            return Ok(cached.value.clone());
+        }
+        let fetched_at = Instant::now();
+        let value = fetch.await?;
+        self.remember(
+            &mut crate::sync::lock(map),
+            key,
+            Cached {
+                value: value.clone(),
+                fetched_at,
+            },
+        );
+        Ok(value)
+    }
+
+    /// Forgets the versions and aliases of `name` (after a write that may change them).
+    fn forget_versions(&self, name: &FunctionName) {
+        crate::sync::lock(&self.versions).retain(|(cached, _), _| cached != name);
+        crate::sync::lock(&self.aliases).retain(|(cached, _), _| cached != name);
     }
 
     fn functions(&self) -> MutexGuard<'_, HashMap<FunctionName, Cached<FunctionConfig>>> {
@@ -84,6 +122,92 @@ impl CachedStore {
             map.retain(|_, entry| entry.fetched_at.elapsed() < self.ttl);
         }
         map.insert(key, cached);
+    }
+}
+
+#[async_trait::async_trait]
+impl FunctionVersions for CachedStore {
+    async fn publish_version(
+        &self,
+        latest: &FunctionConfig,
+        description: &str,
+        revision_id: &str,
+    ) -> Result<FunctionConfig> {
+        let published = self
+            .inner
+            .publish_version(latest, description, revision_id)
+            .await;
+        self.forget_versions(&latest.name);
+        published
+    }
+
+    async fn get_function_version(
+        &self,
+        name: &FunctionName,
+        version: &str,
+    ) -> Result<Option<FunctionConfig>> {
+        let key = (name.clone(), version.to_owned());
+        self.cached(
+            &self.versions,
+            key,
+            self.inner.get_function_version(name, version),
+        )
+        .await
+    }
+
+    async fn list_function_versions(
+        &self,
+        name: &FunctionName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FunctionConfig>> {
+        self.inner.list_function_versions(name, after, limit).await
+    }
+
+    async fn last_version_number(&self, name: &FunctionName) -> Result<Option<u64>> {
+        self.inner.last_version_number(name).await
+    }
+
+    async fn delete_function_version(&self, name: &FunctionName, version: &str) -> Result<bool> {
+        let deleted = self.inner.delete_function_version(name, version).await;
+        self.forget_versions(name);
+        deleted
+    }
+
+    async fn create_alias(&self, alias: &Alias) -> Result<()> {
+        let created = self.inner.create_alias(alias).await;
+        self.forget_versions(&alias.function_name);
+        created
+    }
+
+    async fn update_alias(&self, alias: &Alias, expected_revision: &str) -> Result<()> {
+        let updated = self.inner.update_alias(alias, expected_revision).await;
+        self.forget_versions(&alias.function_name);
+        updated
+    }
+
+    async fn get_alias(&self, function: &FunctionName, name: &str) -> Result<Option<Alias>> {
+        let key = (function.clone(), name.to_owned());
+        self.cached(&self.aliases, key, self.inner.get_alias(function, name))
+            .await
+    }
+
+    async fn list_aliases(&self, function: &FunctionName) -> Result<Vec<Alias>> {
+        self.inner.list_aliases(function).await
+    }
+
+    async fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool> {
+        let deleted = self.inner.delete_alias(function, name).await;
+        self.forget_versions(function);
+        deleted
+    }
+
+    async fn get_tags(&self, name: &FunctionName) -> Result<Option<BTreeMap<String, String>>> {
+        self.inner.get_tags(name).await
+    }
+
+    async fn put_tags(&self, name: &FunctionName, tags: &BTreeMap<String, String>) -> Result<bool> {
+        self.inner.put_tags(name, tags).await
     }
 }
 
@@ -151,6 +275,7 @@ impl Store for CachedStore {
         let deleted = self.inner.delete_function(name).await;
         self.forget(name);
         self.forget_event_configs(name);
+        self.forget_versions(name);
         deleted
     }
 

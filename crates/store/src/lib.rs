@@ -1,5 +1,5 @@
-//! Nimbus' durable state: functions, their code, invocation records, event invoke
-//! configurations and dead letters.
+//! Nimbus' durable state: functions, their versions, aliases and tags, their code, invocation
+//! records, event invoke configurations and dead letters.
 //!
 //! One [`Store`] trait with two backends, picked by the database URL: the embedded SQLite
 //! file that `nimbus dev` uses, and Postgres for the distributed topology. Both pass the same
@@ -18,6 +18,7 @@ mod sql;
 mod sqlite;
 mod sync;
 mod timestamp;
+mod versions;
 
 use std::sync::Arc;
 
@@ -32,9 +33,11 @@ pub use error::{Error, Result};
 pub use postgres::PostgresStore;
 pub use records::{RecordWriter, RecordWriterConfig, RecordWriterStats};
 pub use sqlite::SqliteStore;
+pub use versions::FunctionVersions;
 
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+/// Everything Nimbus keeps; versions, aliases and tags are in [`FunctionVersions`].
+pub trait Store: FunctionVersions + Send + Sync + 'static {
     /// Checks the database answers (readiness probes).
     async fn ping(&self) -> Result<()>;
 

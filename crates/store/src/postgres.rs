@@ -31,3 +31,4 @@ impl PostgresStore {
 }
 
 crate::sql::sql_store!(PostgresStore, sqlx::Postgres);
+crate::versions::sql_versions!(PostgresStore, sqlx::Postgres);

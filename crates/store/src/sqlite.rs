@@ -63,3 +63,4 @@ fn is_in_memory(url: &str) -> bool {
 }
 
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite);
+crate::versions::sql_versions!(SqliteStore, sqlx::Sqlite);

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use nimbus_core::function::LATEST;
 use nimbus_core::{
-    Attempt, CodeSha256, Cursor, DeadLetter, DeadLetterFilter, DeadLetterReason, EventInvokeConfig,
-    FunctionConfig, FunctionName, InvocationFilter, InvocationRecord, InvocationStatus,
-    InvocationType, RedriveMark, RequestId, Runtime,
+    Alias, Attempt, CodeSha256, Cursor, DeadLetter, DeadLetterFilter, DeadLetterReason,
+    EventInvokeConfig, FunctionConfig, FunctionName, InvocationFilter, InvocationRecord,
+    InvocationStatus, InvocationType, RedriveMark, RequestId, Runtime,
 };
 use nimbus_store::{Error, RecordWriter, RecordWriterConfig, Store};
 use sqlx::Connection as _;
@@ -1043,6 +1043,190 @@ async fn dead_letters_are_deleted_and_purged(store: Arc<dyn Store>) {
     assert_eq!(count(store.clone()).await, 0);
 }
 
+fn alias(function: &str, name: &str, version: &str, routing: &[(&str, f64)]) -> Alias {
+    Alias {
+        function_name: self::name(function),
+        name: name.into(),
+        function_version: version.into(),
+        description: format!("{name} points at {version}"),
+        routing: routing.iter().map(|(v, w)| ((*v).to_owned(), *w)).collect(),
+        revision_id: format!("{name}-{version}"),
+    }
+}
+
+async fn versions_are_numbered_snapshots(store: Arc<dyn Store>) {
+    let code = with_code(store.as_ref()).await;
+    let mut latest = function("f", &code);
+    store.create_function(&latest).await.unwrap();
+    let one = store
+        .publish_version(&latest, "first", "rev-v1")
+        .await
+        .unwrap();
+    assert_eq!(one.version, "1");
+    assert_eq!(one.description, "first");
+    assert_eq!(one.revision_id, "rev-v1");
+
+    // $LATEST moves on; version 1 stays what it was.
+    let old_revision = latest.revision_id.clone();
+    latest.timeout_secs = 42;
+    latest.revision_id = "rev-2".into();
+    store.update_function(&latest, &old_revision).await.unwrap();
+    let stale = FunctionConfig {
+        revision_id: old_revision,
+        ..latest.clone()
+    };
+    assert!(matches!(
+        store.publish_version(&stale, "", "x").await,
+        Err(Error::RevisionMismatch(_))
+    ));
+    let two = store.publish_version(&latest, "", "rev-v2").await.unwrap();
+    assert_eq!(two.version, "2");
+    assert_eq!(two.timeout_secs, 42);
+    let read = store
+        .get_function_version(&name("f"), "1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.timeout_secs, one.timeout_secs);
+    assert_eq!(read.version, "1");
+    assert_eq!(
+        store.get_function_version(&name("f"), "3").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_function_version(&name("f"), LATEST)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Numbers are never reused, even after a delete.
+    assert!(
+        store
+            .delete_function_version(&name("f"), "2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_function_version(&name("f"), "2")
+            .await
+            .unwrap()
+    );
+    let three = store.publish_version(&latest, "", "rev-v3").await.unwrap();
+    assert_eq!(three.version, "3");
+    assert_eq!(
+        store.last_version_number(&name("f")).await.unwrap(),
+        Some(3)
+    );
+    let listed: Vec<String> = store
+        .list_function_versions(&name("f"), 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(listed, ["1", "3"]);
+    let after_one = store
+        .list_function_versions(&name("f"), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(after_one.len(), 1);
+
+    let missing = function("nope", &code);
+    assert!(matches!(
+        store.publish_version(&missing, "", "x").await,
+        Err(Error::NotFound(_))
+    ));
+    // Deleting the function takes its versions with it; a new one starts again at 1.
+    assert!(store.delete_function(&name("f")).await.unwrap());
+    let recreated = function("f", &code);
+    store.create_function(&recreated).await.unwrap();
+    assert_eq!(
+        store.get_function_version(&name("f"), "1").await.unwrap(),
+        None
+    );
+    let again = store.publish_version(&recreated, "", "r").await.unwrap();
+    assert_eq!(again.version, "1");
+}
+
+async fn aliases_round_trip_and_compare_revisions(store: Arc<dyn Store>) {
+    let code = with_code(store.as_ref()).await;
+    store.create_function(&function("f", &code)).await.unwrap();
+    let live = alias("f", "live", "1", &[("2", 0.25)]);
+    store.create_alias(&live).await.unwrap();
+    assert!(matches!(
+        store.create_alias(&live).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_alias(&alias("nope", "live", "1", &[])).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        store.get_alias(&name("f"), "live").await.unwrap(),
+        Some(live.clone())
+    );
+
+    let moved = Alias {
+        function_version: "2".into(),
+        routing: BTreeMap::new(),
+        revision_id: "moved".into(),
+        ..live.clone()
+    };
+    assert!(matches!(
+        store.update_alias(&moved, "wrong").await,
+        Err(Error::RevisionMismatch(_))
+    ));
+    store.update_alias(&moved, &live.revision_id).await.unwrap();
+    assert_eq!(
+        store.get_alias(&name("f"), "live").await.unwrap(),
+        Some(moved)
+    );
+    assert!(matches!(
+        store
+            .update_alias(&alias("f", "ghost", "1", &[]), "x")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    store
+        .create_alias(&alias("f", "beta", "$LATEST", &[]))
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list_aliases(&name("f"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["beta", "live"]);
+    assert!(store.delete_alias(&name("f"), "beta").await.unwrap());
+    assert!(!store.delete_alias(&name("f"), "beta").await.unwrap());
+    assert!(store.delete_function(&name("f")).await.unwrap());
+    store.create_function(&function("f", &code)).await.unwrap();
+    assert!(store.list_aliases(&name("f")).await.unwrap().is_empty());
+}
+
+async fn tags_belong_to_their_function(store: Arc<dyn Store>) {
+    let code = with_code(store.as_ref()).await;
+    store.create_function(&function("f", &code)).await.unwrap();
+    assert_eq!(
+        store.get_tags(&name("f")).await.unwrap(),
+        Some(BTreeMap::new())
+    );
+    let tags = BTreeMap::from([("team".to_owned(), "orders".to_owned())]);
+    assert!(store.put_tags(&name("f"), &tags).await.unwrap());
+    assert_eq!(
+        store.get_tags(&name("f")).await.unwrap(),
+        Some(tags.clone())
+    );
+    assert!(!store.put_tags(&name("nope"), &tags).await.unwrap());
+    assert_eq!(store.get_tags(&name("nope")).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1089,6 +1273,9 @@ conformance!(
     dead_letters_list_oldest_first_by_page,
     a_redrive_mark_is_set_once_and_taken_back_by_its_owner,
     dead_letters_are_deleted_and_purged,
+    versions_are_numbered_snapshots,
+    aliases_round_trip_and_compare_revisions,
+    tags_belong_to_their_function,
 );
 
 #[tokio::test]
