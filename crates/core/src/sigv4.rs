@@ -345,7 +345,11 @@ pub fn signature(
 ) -> String {
     let key = signing_key(secret_access_key, scope);
     let string_to_sign = string_to_sign(amz_date, scope, canonical_request);
-    hex::encode(hmac(&key, string_to_sign.as_bytes()).finalize().into_bytes())
+    hex::encode(
+        hmac(&key, string_to_sign.as_bytes())
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// Whether `given` (hex) is the signature of `canonical_request`, compared in constant time.
@@ -834,8 +838,8 @@ mod tests {
 
     #[test]
     fn garbled_authorization_headers_are_refused() {
-        let message = parse_authorization("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request")
-            .unwrap_err();
+        let message =
+            parse_authorization("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request").unwrap_err();
         assert!(message.contains("'Signature'"), "{message}");
         assert!(message.contains("'SignedHeaders'"), "{message}");
         assert!(parse_authorization("Basic dXNlcjpwYXNz").is_err());
@@ -915,7 +919,10 @@ mod tests {
         let keys = parse_credentials_file(text).unwrap();
         assert_eq!(
             keys,
-            [Credentials::new("AKID1", "s1"), Credentials::new("AKID2", "s2")]
+            [
+                Credentials::new("AKID1", "s1"),
+                Credentials::new("AKID2", "s2")
+            ]
         );
         assert!(!format!("{keys:?}").contains("s1"));
         for bad in [

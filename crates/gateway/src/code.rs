@@ -13,7 +13,7 @@ use nimbus_core::{CodeSha256, Error, limits};
 use crate::error::ApiError;
 use crate::extract::PathParam;
 use crate::shapes::FunctionCode;
-use crate::state::AppState;
+use crate::state::{AppState, GatewayConfig};
 
 /// Standard base64; SDKs pad, but a hand-written request may not, and both mean the same.
 pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -92,8 +92,14 @@ fn upload_error(error: Error) -> Error {
 }
 
 /// Where `GetFunction` tells a caller to download the code: this gateway, as the caller
-/// reached it.
-pub(crate) fn location(headers: &HeaderMap, uri: &Uri, sha: &CodeSha256) -> String {
+/// reached it. With keys configured, a presigned URL that a plain `GET` can fetch for 10
+/// minutes, as Lambda's is.
+pub(crate) fn location(
+    config: &GatewayConfig,
+    headers: &HeaderMap,
+    uri: &Uri,
+    sha: &CodeSha256,
+) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -107,7 +113,11 @@ pub(crate) fn location(headers: &HeaderMap, uri: &Uri, sha: &CodeSha256) -> Stri
         Some("https") => "https",
         _ => "http",
     };
-    format!("{scheme}://{host}/nimbus/v1/code/{}", sha.to_hex())
+    let path = format!("/nimbus/v1/code/{}", sha.to_hex());
+    match crate::auth::presigned_code_query(config, &path, host) {
+        Some(query) => format!("{scheme}://{host}{path}?{query}"),
+        None => format!("{scheme}://{host}{path}"),
+    }
 }
 
 /// `GET /nimbus/v1/code/{CodeSha256}`: the zip stored under that hash (hex).
@@ -196,7 +206,12 @@ mod tests {
         headers.insert(header::HOST, HeaderValue::from_static("nimbus.local:9000"));
         let sha = CodeSha256::of(b"zip");
         assert_eq!(
-            location(&headers, &Uri::from_static("/x"), &sha),
+            location(
+                &GatewayConfig::default(),
+                &headers,
+                &Uri::from_static("/x"),
+                &sha
+            ),
             format!("http://nimbus.local:9000/nimbus/v1/code/{}", sha.to_hex())
         );
     }

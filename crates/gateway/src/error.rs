@@ -14,6 +14,12 @@ pub(crate) const ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-amzn
 pub(crate) enum ApiError {
     /// One of Lambda's modelled exceptions.
     Lambda(Error),
+    /// The request is not signed, or not signed right (`403`): `error_type` is the name AWS
+    /// answers with.
+    Unauthenticated {
+        error_type: &'static str,
+        message: String,
+    },
     /// No operation lives at this method and path.
     UnknownOperation {
         status: StatusCode,
@@ -57,6 +63,16 @@ impl IntoResponse for ApiError {
                     body.insert("Reason".to_owned(), reason.as_str().into());
                 }
                 respond(status, error.lambda_type(), body)
+            }
+            Self::Unauthenticated {
+                error_type,
+                message,
+            } => {
+                tracing::info!(error_type, message, "request refused: not authenticated");
+                let mut body = Map::new();
+                body.insert("Type".to_owned(), "User".into());
+                body.insert("message".to_owned(), message.into());
+                respond(StatusCode::FORBIDDEN, error_type, body)
             }
             Self::UnknownOperation {
                 status,

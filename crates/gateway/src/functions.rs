@@ -110,7 +110,7 @@ pub(crate) async fn get_function(
         configuration: FunctionConfiguration::new(&function, state.config())?,
         code: FunctionCodeLocation {
             repository_type: "S3",
-            location: code::location(&headers, &uri, &function.code_sha256),
+            location: code::location(state.config(), &headers, &uri, &function.code_sha256),
         },
         concurrency: function.reserved_concurrency.map(|reserved| Concurrency {
             reserved_concurrent_executions: reserved,

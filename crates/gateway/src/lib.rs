@@ -6,6 +6,7 @@
 //! Build an [`AppState`], turn it into a [`router`], and run it with [`serve`]. The routes
 //! are listed in `docs/api.md`.
 
+mod auth;
 mod code;
 mod dead_letters;
 mod error;
@@ -103,6 +104,11 @@ pub fn router(state: AppState) -> Router {
         // Only the buffering extractors honour this; the invoke handler reads its body itself
         // against the smaller payload limits.
         .layer(DefaultBodyLimit::max(MAX_CONTROL_BODY_BYTES))
+        // Inside the request id, so that a refusal carries one too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use nimbus_core::sigv4::Credentials;
 use nimbus_core::{DeadLetters, FunctionName, Invoker, limits};
 use nimbus_queue::EventQueue;
 use nimbus_store::{RecordWriter, Store};
@@ -18,6 +19,9 @@ pub struct GatewayConfig {
     pub region: String,
     /// Account id shown in ARNs and in the default role.
     pub account_id: String,
+    /// The keys requests must be signed with (AWS Signature Version 4); with none, requests
+    /// are not authenticated.
+    pub credentials: Vec<Credentials>,
 }
 
 impl Default for GatewayConfig {
@@ -27,6 +31,7 @@ impl Default for GatewayConfig {
             max_async_payload_bytes: limits::MAX_ASYNC_PAYLOAD_BYTES,
             region: "us-east-1".to_owned(),
             account_id: "000000000000".to_owned(),
+            credentials: Vec::new(),
         }
     }
 }

@@ -288,6 +288,19 @@ impl Gateway {
         queue: Option<Arc<dyn EventQueue>>,
         records: RecordWriterConfig,
     ) -> Self {
+        Self::start_full(queue, records, GatewayConfig::default()).await
+    }
+
+    /// A gateway with `config` (its keys, its limits).
+    pub(crate) async fn start_configured(config: GatewayConfig) -> Self {
+        Self::start_full(None, RecordWriterConfig::default(), config).await
+    }
+
+    async fn start_full(
+        queue: Option<Arc<dyn EventQueue>>,
+        records: RecordWriterConfig,
+        config: GatewayConfig,
+    ) -> Self {
         let data = tempfile::tempdir().unwrap();
         let database = format!("sqlite://{}", data.path().join("nimbus.db").display());
         let store = nimbus_store::connect(&database).await.unwrap();
@@ -310,7 +323,7 @@ impl Gateway {
             queue.unwrap_or_else(|| sqlite_queue.clone()),
             dead_letters.clone(),
             records,
-            GatewayConfig::default(),
+            config,
         );
         // Bound before serving, so requests queue until the server takes them.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

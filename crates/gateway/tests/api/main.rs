@@ -4,6 +4,7 @@
 // The harness is test code outside `#[test]` functions: a failed unwrap there is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod control;
 mod dead_letters;
 mod event_invoke;
