@@ -20,8 +20,11 @@ pub enum DeadLetterReason {
     RetriesExhausted,
     /// The event grew older than `MaximumEventAgeInSeconds` before an attempt succeeded.
     EventAgeExceeded,
-    /// The function was deleted while the event waited.
+    /// The function (or the version or alias the event was sent to) was deleted while the
+    /// event waited.
     FunctionNotFound,
+    /// The function's reserved concurrency is 0: it takes no invocations at all.
+    Throttled,
 }
 
 impl DeadLetterReason {
@@ -30,6 +33,7 @@ impl DeadLetterReason {
             Self::RetriesExhausted => "RetriesExhausted",
             Self::EventAgeExceeded => "EventAgeExceeded",
             Self::FunctionNotFound => "FunctionNotFound",
+            Self::Throttled => "Throttled",
         }
     }
 }
@@ -47,6 +51,7 @@ impl FromStr for DeadLetterReason {
             Self::RetriesExhausted,
             Self::EventAgeExceeded,
             Self::FunctionNotFound,
+            Self::Throttled,
         ]
         .into_iter()
         .find(|reason| reason.as_str() == s)

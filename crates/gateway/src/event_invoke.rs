@@ -1,9 +1,9 @@
 //! Lambda's asynchronous invocation settings of a function (`/2019-09-25/functions/
 //! {FunctionName}/event-invoke-config`): put (replace), update (merge), get, delete and list.
 //!
-//! Only `$LATEST` exists, so other qualifiers are unknown functions, as on the invoke path.
-//! Destinations must be Lambda functions of this Nimbus: the queue-worker delivers nowhere
-//! else.
+//! Each qualifier (`$LATEST`, a version, an alias) has its own configuration; events sent to
+//! that qualifier follow it. Destinations must be Lambda functions of this Nimbus (any
+//! qualifier): the queue-worker delivers nowhere else.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,13 +13,13 @@ use nimbus_core::{Error, EventInvokeConfig, FunctionName};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::extract::{FunctionRef, LambdaJson, LambdaQuery};
-use crate::functions;
+use crate::extract::{FunctionRef, LambdaJson, LambdaQuery, QualifiedFunctionRef};
 use crate::shapes::{
     DestinationRequest, EventInvokeConfigRequest, FunctionEventInvokeConfig,
     ListFunctionEventInvokeConfigsResponse, ListFunctionsQuery,
 };
 use crate::state::AppState;
+use crate::{functions, versions};
 
 /// `MaxItems` bounds of `ListFunctionEventInvokeConfigs`, from the service model.
 const DEFAULT_MAX_ITEMS: u32 = 50;
@@ -29,12 +29,12 @@ const MAX_MAX_ITEMS: u32 = 50;
 /// return to their defaults.
 pub(crate) async fn put_config(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    function: QualifiedFunctionRef,
     LambdaJson(request): LambdaJson<EventInvokeConfigRequest>,
 ) -> Result<Json<FunctionEventInvokeConfig>, ApiError> {
-    functions::load(&state, &name).await?;
+    let (name, qualifier) = target(&state, function).await?;
     let config = merged(&state, EventInvokeConfig::empty(), request).await?;
-    store(&state, &name, config).await
+    store(&state, &name, &qualifier, config).await
 }
 
 /// `UpdateFunctionEventInvokeConfig`: `POST`, changes the members given and keeps the others;
@@ -43,32 +43,32 @@ pub(crate) async fn put_config(
 /// Lambda does.
 pub(crate) async fn update_config(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    function: QualifiedFunctionRef,
     LambdaJson(request): LambdaJson<EventInvokeConfigRequest>,
 ) -> Result<Json<FunctionEventInvokeConfig>, ApiError> {
-    functions::load(&state, &name).await?;
+    let (name, qualifier) = target(&state, function).await?;
     let current = state
         .store()
-        .get_event_invoke_config(&name, LATEST)
+        .get_event_invoke_config(&name, &qualifier)
         .await?
         .unwrap_or_else(EventInvokeConfig::empty);
     let config = merged(&state, current, request).await?;
-    store(&state, &name, config).await
+    store(&state, &name, &qualifier, config).await
 }
 
 /// `GetFunctionEventInvokeConfig`: `GET`.
 pub(crate) async fn get_config(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    function: QualifiedFunctionRef,
 ) -> Result<Json<FunctionEventInvokeConfig>, ApiError> {
-    functions::load(&state, &name).await?;
+    let (name, qualifier) = target(&state, function).await?;
     let config = state
         .store()
-        .get_event_invoke_config(&name, LATEST)
+        .get_event_invoke_config(&name, &qualifier)
         .await?
-        .ok_or_else(|| no_config(&state, &name))?;
+        .ok_or_else(|| no_config(&state, &name, &qualifier))?;
     Ok(Json(FunctionEventInvokeConfig::new(
-        state.config().qualified_arn(&name, LATEST),
+        state.config().qualified_arn(&name, &qualifier),
         &config,
     )))
 }
@@ -76,15 +76,15 @@ pub(crate) async fn get_config(
 /// `DeleteFunctionEventInvokeConfig`: `DELETE`, `204`.
 pub(crate) async fn delete_config(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    function: QualifiedFunctionRef,
 ) -> Result<StatusCode, ApiError> {
-    functions::load(&state, &name).await?;
+    let (name, qualifier) = target(&state, function).await?;
     if !state
         .store()
-        .delete_event_invoke_config(&name, LATEST)
+        .delete_event_invoke_config(&name, &qualifier)
         .await?
     {
-        return Err(no_config(&state, &name).into());
+        return Err(no_config(&state, &name, &qualifier).into());
     }
     tracing::info!(function = %name, "event invoke configuration deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -130,16 +130,27 @@ pub(crate) async fn list_configs(
     }))
 }
 
-/// Stores `config` for the function's `$LATEST`; the store refuses it if the function was
-/// deleted since it was loaded.
+/// The function and qualifier (`$LATEST` when none is given) a configuration is for, once it
+/// is known that they exist.
+async fn target(
+    state: &AppState,
+    QualifiedFunctionRef { name, qualifier }: QualifiedFunctionRef,
+) -> Result<(FunctionName, String), ApiError> {
+    versions::resolve_main(state, &name, qualifier.as_deref()).await?;
+    Ok((name, qualifier.unwrap_or_else(|| LATEST.to_owned())))
+}
+
+/// Stores `config` for `name:qualifier`; the store refuses it if the function was deleted
+/// since it was loaded.
 async fn store(
     state: &AppState,
     name: &FunctionName,
+    qualifier: &str,
     config: EventInvokeConfig,
 ) -> Result<Json<FunctionEventInvokeConfig>, ApiError> {
     state
         .store()
-        .put_event_invoke_config(name, LATEST, &config)
+        .put_event_invoke_config(name, qualifier, &config)
         .await?;
     tracing::info!(
         function = %name,
@@ -148,7 +159,7 @@ async fn store(
         "event invoke configuration stored"
     );
     Ok(Json(FunctionEventInvokeConfig::new(
-        state.config().qualified_arn(name, LATEST),
+        state.config().qualified_arn(name, qualifier),
         &config,
     )))
 }
@@ -202,16 +213,14 @@ async fn destination(
         _ => return Ok(None),
     };
     let (name, qualifier) = destination_function(&arn, state.config(), member)?;
-    if qualifier.as_deref().is_some_and(|q| q != LATEST) {
+    let qualifier = qualifier.as_deref().unwrap_or(LATEST);
+    if nimbus_store::resolve(state.store(), &name, qualifier, 1.0)
+        .await?
+        .is_none()
+    {
         return Err(Error::InvalidParameterValue(format!(
-            "{member} destination {arn} names version {}: only $LATEST exists in Nimbus",
-            qualifier.unwrap_or_default()
-        ))
-        .into());
-    }
-    if state.store().get_function(&name).await?.is_none() {
-        return Err(Error::InvalidParameterValue(format!(
-            "{member} destination {arn} is not a function of this Nimbus"
+            "{member} destination {arn} is not a function of this Nimbus (or that version or \
+             alias does not exist)"
         ))
         .into());
     }
@@ -267,10 +276,10 @@ fn destination_function(
     FunctionName::parse_reference(arn).map_err(|e| invalid(e.to_string()))
 }
 
-fn no_config(state: &AppState, name: &FunctionName) -> Error {
+fn no_config(state: &AppState, name: &FunctionName, qualifier: &str) -> Error {
     Error::ResourceNotFound(format!(
         "The function {} doesn't have an EventInvokeConfig",
-        state.config().qualified_arn(name, LATEST)
+        state.config().qualified_arn(name, qualifier)
     ))
 }
 

@@ -118,11 +118,15 @@ struct QualifierQuery {
     qualifier: Option<String>,
 }
 
-/// The function a `{FunctionName}` path names, at `$LATEST`: the only version until versions
-/// are published, so any other qualifier names a function that does not exist.
-pub(crate) struct FunctionRef(pub(crate) FunctionName);
+/// The function a `{FunctionName}` path names and its qualifier, from the name
+/// (`NAME:QUALIFIER` or a qualified ARN) or from `?Qualifier=`; when both are given they must
+/// agree. The qualifier is `None` when neither gives one.
+pub(crate) struct QualifiedFunctionRef {
+    pub(crate) name: FunctionName,
+    pub(crate) qualifier: Option<String>,
+}
 
-impl FromRequestParts<AppState> for FunctionRef {
+impl FromRequestParts<AppState> for QualifiedFunctionRef {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -141,6 +145,20 @@ impl FromRequestParts<AppState> for FunctionRef {
             }
             (in_name, in_query) => in_name.or(in_query),
         };
+        Ok(Self { name, qualifier })
+    }
+}
+
+/// The function a `{FunctionName}` path names, for operations on the function itself (its
+/// `$LATEST`): any other qualifier names a function that does not exist.
+pub(crate) struct FunctionRef(pub(crate) FunctionName);
+
+impl FromRequestParts<AppState> for FunctionRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let QualifiedFunctionRef { name, qualifier } =
+            QualifiedFunctionRef::from_request_parts(parts, state).await?;
         match qualifier {
             Some(qualifier) if qualifier != LATEST => Err(Error::ResourceNotFound(format!(
                 "Function not found: {}:{qualifier}",

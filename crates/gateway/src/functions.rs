@@ -13,13 +13,14 @@ use uuid::Uuid;
 
 use crate::code;
 use crate::error::ApiError;
-use crate::extract::{FunctionRef, LambdaJson, LambdaQuery};
+use crate::extract::{FunctionRef, LambdaJson, LambdaQuery, QualifiedFunctionRef};
 use crate::shapes::{
     ARCHITECTURE, Concurrency, CreateFunctionRequest, FunctionCodeLocation, FunctionConfiguration,
     GetFunctionResponse, ListFunctionsQuery, ListFunctionsResponse, UpdateFunctionCodeRequest,
     UpdateFunctionConfigurationRequest,
 };
 use crate::state::AppState;
+use crate::{tags, versions};
 
 const DEFAULT_MAX_ITEMS: u32 = 50;
 const MAX_MAX_ITEMS: u32 = 10_000;
@@ -75,6 +76,8 @@ pub(crate) async fn create_function(
         last_modified: OffsetDateTime::now_utc(),
     };
     function.validate()?;
+    let tags = request.tags.unwrap_or_default();
+    tags::validate(&tags)?;
     // Refuse a duplicate before decoding and unpacking its code; the store still has the
     // last word for two creates that race.
     if state.store().get_function(&function.name).await?.is_some() {
@@ -93,7 +96,15 @@ pub(crate) async fn create_function(
             Error::ResourceConflict(_) => already_exists(&function.name),
             other => other,
         })?;
+    if !tags.is_empty() {
+        state.store().put_tags(&function.name, &tags).await?;
+    }
     tracing::info!(function = %function.name, code = %function.code_sha256, "function created");
+    let function = if request.publish == Some(true) {
+        versions::publish(&state, &function, None).await?
+    } else {
+        function
+    };
     let configuration = FunctionConfiguration::new(&function, state.config())?;
     Ok((StatusCode::CREATED, Json(configuration)))
 }
@@ -101,12 +112,18 @@ pub(crate) async fn create_function(
 /// `GetFunction`: `GET /2015-03-31/functions/{FunctionName}`.
 pub(crate) async fn get_function(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    QualifiedFunctionRef { name, qualifier }: QualifiedFunctionRef,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<GetFunctionResponse>, ApiError> {
-    let function = load(&state, &name).await?;
+    let function = versions::resolve_main(&state, &name, qualifier.as_deref()).await?;
+    // Tags belong to the function; Lambda shows them with the unqualified function only.
+    let tags = match qualifier {
+        None => state.store().get_tags(&name).await?,
+        Some(_) => None,
+    };
     Ok(Json(GetFunctionResponse {
+        tags: tags.filter(|tags| !tags.is_empty()),
         configuration: FunctionConfiguration::new(&function, state.config())?,
         code: FunctionCodeLocation {
             repository_type: "S3",
@@ -121,9 +138,9 @@ pub(crate) async fn get_function(
 /// `GetFunctionConfiguration`: `GET /2015-03-31/functions/{FunctionName}/configuration`.
 pub(crate) async fn get_function_configuration(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    QualifiedFunctionRef { name, qualifier }: QualifiedFunctionRef,
 ) -> Result<Json<FunctionConfiguration>, ApiError> {
-    let function = load(&state, &name).await?;
+    let function = versions::resolve_main(&state, &name, qualifier.as_deref()).await?;
     Ok(Json(FunctionConfiguration::new(&function, state.config())?))
 }
 
@@ -133,14 +150,7 @@ pub(crate) async fn list_functions(
     State(state): State<AppState>,
     LambdaQuery(query): LambdaQuery<ListFunctionsQuery>,
 ) -> Result<Json<ListFunctionsResponse>, ApiError> {
-    let max_items = query.max_items.unwrap_or(DEFAULT_MAX_ITEMS);
-    if !(1..=MAX_MAX_ITEMS).contains(&max_items) {
-        return Err(Error::InvalidParameterValue(format!(
-            "1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy \
-             constraint: Member must have value between 1 and {MAX_MAX_ITEMS}"
-        ))
-        .into());
-    }
+    let page = page_size(query.max_items)?;
     let after = query
         .marker
         .as_deref()
@@ -149,7 +159,6 @@ pub(crate) async fn list_functions(
                 .map_err(|_| Error::InvalidParameterValue(format!("Invalid Marker: {marker}")))
         })
         .transpose()?;
-    let page = max_items as usize;
     // One more than a page tells whether another page follows.
     let mut functions = state
         .store()
@@ -169,6 +178,18 @@ pub(crate) async fn list_functions(
         functions,
         next_marker,
     }))
+}
+
+/// How many items a page of a list holds: `MaxItems`, 50 by default, 1 to 10,000.
+pub(crate) fn page_size(max_items: Option<u32>) -> Result<usize, Error> {
+    let max_items = max_items.unwrap_or(DEFAULT_MAX_ITEMS);
+    if !(1..=MAX_MAX_ITEMS).contains(&max_items) {
+        return Err(Error::InvalidParameterValue(format!(
+            "1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy \
+             constraint: Member must have value between 1 and {MAX_MAX_ITEMS}"
+        )));
+    }
+    Ok(max_items as usize)
 }
 
 /// `UpdateFunctionCode`: `PUT /2015-03-31/functions/{FunctionName}/code`.
@@ -201,6 +222,11 @@ pub(crate) async fn update_function_code(
     )
     .await?;
     tracing::info!(function = %updated.name, code = %updated.code_sha256, "function code updated");
+    let updated = if request.publish == Some(true) {
+        versions::publish(&state, &updated, None).await?
+    } else {
+        updated
+    };
     Ok(Json(FunctionConfiguration::new(&updated, state.config())?))
 }
 
@@ -253,12 +279,58 @@ pub(crate) async fn update_function_configuration(
 /// `DeleteFunction`: `DELETE /2015-03-31/functions/{FunctionName}`.
 pub(crate) async fn delete_function(
     State(state): State<AppState>,
-    FunctionRef(name): FunctionRef,
+    QualifiedFunctionRef { name, qualifier }: QualifiedFunctionRef,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(qualifier) = qualifier {
+        return delete_version(&state, &name, &qualifier).await;
+    }
     if !state.store().delete_function(&name).await? {
         return Err(not_found(&state, &name).into());
     }
     tracing::info!(function = %name, "function deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DeleteFunction` with a version `Qualifier`: deletes that version, unless an alias still
+/// sends it traffic.
+async fn delete_version(
+    state: &AppState,
+    name: &FunctionName,
+    qualifier: &str,
+) -> Result<StatusCode, ApiError> {
+    if qualifier == LATEST {
+        return Err(Error::InvalidParameterValue(
+            "$LATEST version cannot be deleted without deleting the function.".to_owned(),
+        )
+        .into());
+    }
+    if !nimbus_core::alias::is_version_number(qualifier) {
+        return Err(Error::InvalidParameterValue(format!(
+            "Deletion of aliases is not supported by DeleteFunction: use DeleteAlias for \
+             {qualifier}"
+        ))
+        .into());
+    }
+    load(state, name).await?;
+    let aliases = versions::aliases_of(state, name, qualifier).await?;
+    if !aliases.is_empty() {
+        return Err(Error::ResourceConflict(format!(
+            "Unable to delete version because the following aliases reference it: {aliases:?}"
+        ))
+        .into());
+    }
+    if !state
+        .store()
+        .delete_function_version(name, qualifier)
+        .await?
+    {
+        return Err(Error::ResourceNotFound(format!(
+            "Function not found: {}",
+            state.config().qualified_arn(name, qualifier)
+        ))
+        .into());
+    }
+    tracing::info!(function = %name, version = qualifier, "version deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,7 +360,7 @@ fn already_exists(name: &FunctionName) -> Error {
 /// Writes `change(current)` with a new revision over `current`'s revision. A caller that named
 /// a `RevisionId` gets `412` when someone else got there first; a caller that did not has its
 /// change re-applied to the newer revision.
-async fn update(
+pub(crate) async fn update(
     state: &AppState,
     mut current: FunctionConfig,
     expected_revision: Option<&str>,
@@ -325,7 +397,10 @@ async fn update(
     }
 }
 
-fn check_revision(expected: Option<&str>, current: &FunctionConfig) -> Result<(), Error> {
+pub(crate) fn check_revision(
+    expected: Option<&str>,
+    current: &FunctionConfig,
+) -> Result<(), Error> {
     match expected {
         Some(expected) if expected != current.revision_id => Err(Error::PreconditionFailed(
             "The Revision Id provided does not match the latest Revision Id. Call the \
@@ -336,11 +411,11 @@ fn check_revision(expected: Option<&str>, current: &FunctionConfig) -> Result<()
     }
 }
 
-fn new_revision() -> String {
+pub(crate) fn new_revision() -> String {
     Uuid::new_v4().to_string()
 }
 
-fn required<T>(member: Option<T>, name: &str) -> Result<T, Error> {
+pub(crate) fn required<T>(member: Option<T>, name: &str) -> Result<T, Error> {
     member.ok_or_else(|| Error::InvalidParameterValue(format!("{name} is required")))
 }
 

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
+use nimbus_core::function::LATEST;
 use nimbus_core::{
     Error, FunctionName, InvocationRecord, InvocationStatus, InvocationType, InvokeOutcome,
     InvokeRequest, RequestId, limits,
@@ -25,8 +26,9 @@ use tracing::Instrument as _;
 
 use crate::code::BASE64;
 use crate::error::ApiError;
-use crate::extract::FunctionRef;
-use crate::functions;
+use crate::extract::QualifiedFunctionRef;
+use crate::versions;
+
 use crate::payload;
 use crate::state::AppState;
 
@@ -53,7 +55,7 @@ struct InvokeOptions {
 pub(crate) async fn invoke(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
-    FunctionRef(name): FunctionRef,
+    QualifiedFunctionRef { name, qualifier }: QualifiedFunctionRef,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -67,12 +69,12 @@ pub(crate) async fn invoke(
     );
     match options.invocation_type {
         InvocationType::RequestResponse | InvocationType::DryRun => {
-            invoke_sync(&state, request_id, name, options, &headers, body)
+            invoke_sync(&state, request_id, name, qualifier, options, &headers, body)
                 .instrument(span)
                 .await
         }
         InvocationType::Event => {
-            invoke_async(&state, request_id, name, &headers, body)
+            invoke_async(&state, request_id, name, qualifier, &headers, body)
                 .instrument(span)
                 .await
         }
@@ -86,6 +88,7 @@ async fn invoke_async(
     state: &AppState,
     request_id: RequestId,
     name: FunctionName,
+    qualifier: Option<String>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -98,13 +101,15 @@ async fn invoke_async(
     if payload::declared_length(headers).is_some_and(|length| length > limit as u64) {
         return Err(too_large().into());
     }
-    let function = functions::load(state, &name).await?;
+    // The version runs when the event does, but a qualifier that names nothing is refused now.
+    let qualifier = qualifier.unwrap_or_else(|| LATEST.to_owned());
+    versions::resolve(state, &name, Some(&qualifier)).await?;
     let callback_url = text(headers, &CALLBACK_URL)?
         .map(checked_callback_url)
         .transpose()?;
     let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
 
-    let mut event = QueuedEvent::new(request_id, name, function.version, payload);
+    let mut event = QueuedEvent::new(request_id, name, qualifier, payload);
     event.callback_url = callback_url;
     // Each attempt continues the trace from here, across the queue.
     let span = tracing::info_span!("enqueue");
@@ -183,6 +188,7 @@ async fn invoke_sync(
     state: &AppState,
     request_id: RequestId,
     name: FunctionName,
+    qualifier: Option<String>,
     options: InvokeOptions,
     headers: &HeaderMap,
     body: Body,
@@ -198,7 +204,7 @@ async fn invoke_sync(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large().into());
     }
-    let function = functions::load(state, &name).await?;
+    let function = versions::resolve(state, &name, qualifier.as_deref()).await?;
     let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
     if options.invocation_type == InvocationType::DryRun {
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -8,6 +8,7 @@
 
 mod auth;
 mod code;
+mod concurrency;
 mod dead_letters;
 mod error;
 mod event_invoke;
@@ -19,6 +20,8 @@ mod payload;
 mod request_id;
 mod shapes;
 mod state;
+mod tags;
+mod versions;
 
 use std::future::Future;
 
@@ -63,6 +66,42 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2015-03-31/functions/{FunctionName}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}/versions",
+            get(versions::list_versions).post(versions::publish_version),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}/aliases",
+            get(versions::list_aliases).post(versions::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
+            get(versions::get_alias)
+                .put(versions::update_alias)
+                .delete(versions::delete_alias),
+        )
+        .route(
+            "/2017-10-31/functions/{FunctionName}/concurrency",
+            put(concurrency::put).delete(concurrency::delete),
+        )
+        .route(
+            "/2019-09-30/functions/{FunctionName}/concurrency",
+            get(concurrency::get),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            get(concurrency::account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(concurrency::account_settings),
+        )
+        .route(
+            "/2017-03-31/tags/{Resource}",
+            get(tags::list_tags)
+                .post(tags::tag_resource)
+                .delete(tags::untag_resource),
         )
         .route(
             "/2019-09-25/functions/{FunctionName}/event-invoke-config",

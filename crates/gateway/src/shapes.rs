@@ -2,7 +2,7 @@
 //! (PascalCase members), and the `/nimbus/v1` shapes (invocation records, dead letters), which
 //! are Nimbus' own and use camelCase throughout.
 //!
-//! Request members Nimbus does not implement (VPC, layers, tags, ...) are accepted and
+//! Request members Nimbus does not implement (VPC, layers, ...) are accepted and
 //! ignored, as tools such as the CLI and SAM send several of them empty by default.
 
 use std::collections::BTreeMap;
@@ -31,8 +31,7 @@ pub(crate) fn last_modified(at: OffsetDateTime) -> Result<String, Error> {
 
 // ---- requests ----
 
-/// `Publish` is accepted and ignored like the other unimplemented members: until versions
-/// exist, every function is its `$LATEST`.
+/// `Publish` publishes version 1 right after the function is created; `Tags` are kept.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct CreateFunctionRequest {
@@ -47,6 +46,8 @@ pub(crate) struct CreateFunctionRequest {
     pub(crate) environment: Option<Environment>,
     pub(crate) package_type: Option<String>,
     pub(crate) architectures: Option<Vec<String>>,
+    pub(crate) publish: Option<bool>,
+    pub(crate) tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +78,7 @@ pub(crate) struct UpdateFunctionCodeRequest {
     pub(crate) architectures: Option<Vec<String>>,
     pub(crate) dry_run: Option<bool>,
     pub(crate) revision_id: Option<String>,
+    pub(crate) publish: Option<bool>,
 }
 
 impl UpdateFunctionCodeRequest {
@@ -207,7 +209,12 @@ impl FunctionConfiguration {
     pub(crate) fn new(function: &FunctionConfig, config: &GatewayConfig) -> Result<Self, Error> {
         Ok(Self {
             function_name: function.name.to_string(),
-            function_arn: config.function_arn(&function.name),
+            // A published version is named by its qualified ARN, $LATEST by the plain one.
+            function_arn: if function.version == nimbus_core::function::LATEST {
+                config.function_arn(&function.name)
+            } else {
+                config.qualified_arn(&function.name, &function.version)
+            },
             runtime: function.runtime.to_string(),
             role: function.role.clone(),
             handler: function.handler.clone(),
@@ -248,6 +255,8 @@ impl FunctionConfiguration {
 pub(crate) struct GetFunctionResponse {
     pub(crate) configuration: FunctionConfiguration,
     pub(crate) code: FunctionCodeLocation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tags: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) concurrency: Option<Concurrency>,
 }
@@ -538,4 +547,130 @@ mod tests {
         let at = datetime!(2024-01-31 14:34:56.789123 +02:00);
         assert_eq!(last_modified(at).unwrap(), "2024-01-31T12:34:56.789+0000");
     }
+}
+
+// ---- versions, aliases, concurrency, tags, account ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PublishVersionRequest {
+    /// Base64, as `FunctionConfiguration.CodeSha256` shows it.
+    pub(crate) code_sha256: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) revision_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListVersionsResponse {
+    pub(crate) versions: Vec<FunctionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+}
+
+/// The body of `CreateAlias` (all members) and `UpdateAlias` (no `Name`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AliasRequest {
+    pub(crate) name: Option<String>,
+    pub(crate) function_version: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) routing_config: Option<AliasRoutingConfig>,
+    pub(crate) revision_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AliasRoutingConfig {
+    #[serde(default)]
+    pub(crate) additional_version_weights: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListAliasesQuery {
+    pub(crate) function_version: Option<String>,
+    pub(crate) marker: Option<String>,
+    pub(crate) max_items: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AliasConfiguration {
+    alias_arn: String,
+    name: String,
+    function_version: String,
+    description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing_config: Option<AliasRoutingConfig>,
+    revision_id: String,
+}
+
+impl AliasConfiguration {
+    pub(crate) fn new(alias: &nimbus_core::Alias, config: &GatewayConfig) -> Self {
+        Self {
+            alias_arn: config.qualified_arn(&alias.function_name, &alias.name),
+            name: alias.name.clone(),
+            function_version: alias.function_version.clone(),
+            description: alias.description.clone(),
+            routing_config: (!alias.routing.is_empty()).then(|| AliasRoutingConfig {
+                additional_version_weights: alias.routing.clone(),
+            }),
+            revision_id: alias.revision_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListAliasesResponse {
+    pub(crate) aliases: Vec<AliasConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+}
+
+/// `PutFunctionConcurrency`'s body and answer, and `GetFunctionConcurrency`'s answer (empty
+/// when the function has no reserved concurrency). Read wide so that a negative number is
+/// refused with a clear message.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ConcurrencyBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reserved_concurrent_executions: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TagResourceRequest {
+    pub(crate) tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListTagsResponse {
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AccountSettings {
+    pub(crate) account_limit: AccountLimit,
+    pub(crate) account_usage: AccountUsage,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AccountLimit {
+    pub(crate) total_code_size: u64,
+    pub(crate) code_size_unzipped: u64,
+    pub(crate) code_size_zipped: u64,
+    pub(crate) concurrent_executions: u32,
+    pub(crate) unreserved_concurrent_executions: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AccountUsage {
+    pub(crate) total_code_size: u64,
+    pub(crate) function_count: u64,
 }

@@ -19,6 +19,9 @@ pub struct GatewayConfig {
     pub region: String,
     /// Account id shown in ARNs and in the default role.
     pub account_id: String,
+    /// The account's concurrency (`GetAccountSettings`); reserved concurrency must leave
+    /// [`MIN_UNRESERVED_CONCURRENCY`](crate::concurrency::MIN_UNRESERVED_CONCURRENCY) of it.
+    pub account_concurrency: u32,
     /// The keys requests must be signed with (AWS Signature Version 4); with none, requests
     /// are not authenticated.
     pub credentials: Vec<Credentials>,
@@ -31,6 +34,7 @@ impl Default for GatewayConfig {
             max_async_payload_bytes: limits::MAX_ASYNC_PAYLOAD_BYTES,
             region: "us-east-1".to_owned(),
             account_id: "000000000000".to_owned(),
+            account_concurrency: 1000,
             credentials: Vec::new(),
         }
     }

@@ -61,7 +61,16 @@ impl Shared {
 
     async fn try_process(&self, delivery: &Delivery) -> Result<()> {
         let mut event = delivery.event.clone();
-        let Some(function) = self.store.get_function(&event.function_name).await? else {
+        // A version is immutable, so an event sent to one runs it whatever $LATEST became; an
+        // alias is resolved now, by its current weights.
+        let resolved = nimbus_store::resolve(
+            self.store.as_ref(),
+            &event.function_name,
+            &event.qualifier,
+            fastrand::f64(),
+        )
+        .await?;
+        let Some(function) = resolved else {
             let config = EventInvokeConfig::empty();
             return self
                 .dead_letter(
@@ -83,6 +92,12 @@ impl Shared {
         // An event whose dead letter could not be stored comes back with its attempts spent.
         if event.attempts.len() >= allowed_attempts {
             let reason = DeadLetterReason::RetriesExhausted;
+            return self
+                .dead_letter(delivery, event, reason, &config, None)
+                .await;
+        }
+        if function.reserved_concurrency == Some(0) {
+            let reason = DeadLetterReason::Throttled;
             return self
                 .dead_letter(delivery, event, reason, &config, None)
                 .await;
@@ -297,7 +312,7 @@ impl Shared {
         let condition = match reason {
             DeadLetterReason::RetriesExhausted => Some(Condition::RetriesExhausted),
             DeadLetterReason::EventAgeExceeded => Some(Condition::EventAgeExceeded),
-            DeadLetterReason::FunctionNotFound => None,
+            DeadLetterReason::FunctionNotFound | DeadLetterReason::Throttled => None,
         };
         if let Some(condition) = condition {
             self.report(&event, config, condition, outcome).await?;

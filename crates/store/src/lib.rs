@@ -33,7 +33,7 @@ pub use error::{Error, Result};
 pub use postgres::PostgresStore;
 pub use records::{RecordWriter, RecordWriterConfig, RecordWriterStats};
 pub use sqlite::SqliteStore;
-pub use versions::FunctionVersions;
+pub use versions::{FunctionVersions, resolve};
 
 #[async_trait::async_trait]
 /// Everything Nimbus keeps; versions, aliases and tags are in [`FunctionVersions`].

@@ -418,6 +418,67 @@ mod tests {
     }
 
     #[async_trait::async_trait]
+    impl crate::FunctionVersions for MemoryStore {
+        async fn publish_version(
+            &self,
+            _: &FunctionConfig,
+            _: &str,
+            _: &str,
+        ) -> Result<FunctionConfig> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_function_version(
+            &self,
+            _: &FunctionName,
+            _: &str,
+        ) -> Result<Option<FunctionConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_function_versions(
+            &self,
+            _: &FunctionName,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<FunctionConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn last_version_number(&self, _: &FunctionName) -> Result<Option<u64>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_function_version(&self, _: &FunctionName, _: &str) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn create_alias(&self, _: &nimbus_core::Alias) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn update_alias(&self, _: &nimbus_core::Alias, _: &str) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_alias(&self, _: &FunctionName, _: &str) -> Result<Option<nimbus_core::Alias>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_aliases(&self, _: &FunctionName) -> Result<Vec<nimbus_core::Alias>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_alias(&self, _: &FunctionName, _: &str) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_tags(
+            &self,
+            _: &FunctionName,
+        ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn put_tags(
+            &self,
+            _: &FunctionName,
+            _: &std::collections::BTreeMap<String, String>,
+        ) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+    }
+
+    #[async_trait::async_trait]
     impl Store for MemoryStore {
         async fn ping(&self) -> Result<()> {
             Ok(())

@@ -7,9 +7,44 @@
 
 use std::collections::BTreeMap;
 
-use nimbus_core::{Alias, FunctionConfig, FunctionName};
+use nimbus_core::function::LATEST;
+use nimbus_core::{Alias, FunctionConfig, FunctionName, QualifierKind};
 
+use crate::Store;
 use crate::error::{Error, Result};
+
+/// The configuration an invocation of `name:qualifier` runs: `$LATEST`, a published version,
+/// or, for an alias, one of its versions picked by its routing weights with `draw` (uniform in
+/// `[0, 1)`). Reserved concurrency is the function's, whichever version runs. `None` when the
+/// function, the version or the alias does not exist.
+pub async fn resolve(
+    store: &dyn Store,
+    name: &FunctionName,
+    qualifier: &str,
+    draw: f64,
+) -> Result<Option<FunctionConfig>> {
+    let version = match QualifierKind::of(qualifier) {
+        QualifierKind::Latest => return store.get_function(name).await,
+        QualifierKind::Version => qualifier.to_owned(),
+        QualifierKind::Alias => match store.get_alias(name, qualifier).await? {
+            Some(alias) => alias.pick_version(draw).to_owned(),
+            None => return Ok(None),
+        },
+    };
+    let Some(latest) = store.get_function(name).await? else {
+        return Ok(None);
+    };
+    if version == LATEST {
+        return Ok(Some(latest));
+    }
+    Ok(store
+        .get_function_version(name, &version)
+        .await?
+        .map(|published| FunctionConfig {
+            reserved_concurrency: latest.reserved_concurrency,
+            ..published
+        }))
+}
 
 #[async_trait::async_trait]
 pub trait FunctionVersions {

@@ -196,7 +196,7 @@ async fn invalid_configs_are_refused_and_change_nothing() {
         ),
         (
             json!({"DestinationConfig": {"OnSuccess": {"Destination": format!("{}:3", arn("f"))}}}),
-            "only $LATEST",
+            "is not a function of this Nimbus",
         ),
         (
             json!({"DestinationConfig": {"OnSuccess": {"Destination": "f"}}}),

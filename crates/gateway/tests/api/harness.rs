@@ -11,7 +11,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_core::error::ThrottleReason;
-use nimbus_core::function::LATEST;
 use nimbus_core::invocation::error_document;
 use nimbus_core::{
     Cursor as PageCursor, DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetters, Error,
@@ -89,7 +88,7 @@ impl Invoker for TestInvoker {
             payload,
             function_error,
             error_type,
-            executed_version: LATEST.to_owned(),
+            executed_version: request.function.version.clone(),
             duration: Duration::from_millis(7),
             init_duration: None,
             max_memory_used_mb: 20,

@@ -13,3 +13,4 @@ mod harness;
 mod invocation_list;
 mod invoke;
 mod serve;
+mod versions;
