@@ -80,6 +80,9 @@ pub struct DevArgs {
     pub gateway: GatewayLimits,
 
     #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
     pub instances: InstanceArgs,
 
     #[command(flatten)]
@@ -105,7 +108,39 @@ pub struct GatewayArgs {
     pub limits: GatewayLimits,
 
     #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
     pub admin: AdminArgs,
+}
+
+/// Who may call the HTTP API: with keys, every request must be signed (AWS Signature
+/// Version 4) by one of them; without, anyone who reaches the port may call it.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// An AWS shared-credentials file: `[profile]` sections with `aws_access_key_id` and
+    /// `aws_secret_access_key`, one accepted key each.
+    #[arg(long, env = "NIMBUS_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+
+    /// One more accepted key's id (with --secret-access-key).
+    #[arg(long, env = "NIMBUS_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+
+    /// The secret of --access-key-id; better given in the environment than on the command
+    /// line.
+    #[arg(long, env = "NIMBUS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+}
+
+/// The secret Nimbus' services present to each other over gRPC.
+#[derive(Debug, Args)]
+pub struct ServiceTokenArgs {
+    /// Shared by every service of a deployment: the invoker and the DLQ service answer only
+    /// callers presenting it, and the gateway and queue-workers present it. Without it, gRPC
+    /// calls are not authenticated.
+    #[arg(long, env = "NIMBUS_SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +169,9 @@ pub struct PeerArgs {
     /// gRPC address of the DLQ service, e.g. http://127.0.0.1:9200.
     #[arg(long, env = "NIMBUS_DLQ_URL")]
     pub dlq_url: String,
+
+    #[command(flatten)]
+    pub token: ServiceTokenArgs,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +255,9 @@ pub struct DlqServeArgs {
     /// Redis URL of the event queue redriven letters go back to.
     #[arg(long, env = "NIMBUS_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub token: ServiceTokenArgs,
 
     #[command(flatten)]
     pub queue: QueueArgs,
@@ -322,6 +363,9 @@ pub struct InvokerArgs {
     /// AWS region reported to functions.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     pub region: String,
+
+    #[command(flatten)]
+    pub token: ServiceTokenArgs,
 
     #[command(flatten)]
     pub instances: InstanceArgs,

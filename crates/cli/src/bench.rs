@@ -68,6 +68,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         queue,
         invoker_config(data_dir.path(), &limits.region, &args.instances),
         &limits,
+        // The benchmark's own loopback platform: nobody else calls it.
+        Vec::new(),
         // As many events at once as the sync clients, so both use the same warm instances.
         WorkerConfig {
             max_inflight: max_clients,

@@ -1,16 +1,84 @@
 //! A small client of the gateway's Lambda API, for the `nimbus fn` and `nimbus invoke`
 //! commands. Errors come back as the Lambda error name and message the gateway sent.
+//!
+//! Requests are signed (AWS Signature Version 4) when credentials are in the environment:
+//! `NIMBUS_ACCESS_KEY_ID` and `NIMBUS_SECRET_ACCESS_KEY`, else `AWS_ACCESS_KEY_ID` and
+//! `AWS_SECRET_ACCESS_KEY`, for the region in `NIMBUS_REGION`, `AWS_REGION` or
+//! `AWS_DEFAULT_REGION` (default `us-east-1`).
 
 use anyhow::{Context as _, anyhow};
 use base64::Engine as _;
-use reqwest::{Method, StatusCode};
+use nimbus_core::sigv4::{self, Credentials, Scope, SignableRequest};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 const FUNCTIONS: &str = "2015-03-31/functions";
 
 pub struct LambdaClient {
     endpoint: String,
     http: reqwest::Client,
+    signer: Option<Signer>,
+}
+
+/// Signs requests as botocore does for Lambda: `host`, `x-amz-date` and the `x-amz-*`
+/// headers the request carries, over the hash of the body.
+struct Signer {
+    credentials: Credentials,
+    region: String,
+}
+
+impl Signer {
+    fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let credentials = match (var("NIMBUS_ACCESS_KEY_ID"), var("NIMBUS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Credentials::new(id, secret),
+            _ => Credentials::new(var("AWS_ACCESS_KEY_ID")?, var("AWS_SECRET_ACCESS_KEY")?),
+        };
+        let region = ["NIMBUS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]
+            .into_iter()
+            .find_map(var)
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        Some(Self {
+            credentials,
+            region,
+        })
+    }
+
+    /// The `x-amz-date` and `authorization` headers for a request to `url` with `headers`
+    /// (all signed) and `body`.
+    fn headers(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> [(&'static str, String); 2] {
+        let now = OffsetDateTime::now_utc();
+        let amz_date = sigv4::format_amz_date(now);
+        // The Host header reqwest sends: the port only when it is not the scheme's default.
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        };
+        let mut signed = vec![("host", host.as_str()), ("x-amz-date", amz_date.as_str())];
+        signed.extend_from_slice(headers);
+        let payload = sigv4::sha256_hex(body);
+        let authorization = sigv4::authorization(
+            &self.credentials,
+            &Scope::new(now, &self.region, "lambda"),
+            &amz_date,
+            &SignableRequest {
+                method: method.as_str(),
+                path: url.path(),
+                query: url.query().unwrap_or(""),
+                headers: &signed,
+                payload_sha256: &payload,
+            },
+        );
+        [("x-amz-date", amz_date), ("authorization", authorization)]
+    }
 }
 
 /// What `Invoke` answered.
@@ -42,7 +110,29 @@ impl LambdaClient {
         Ok(Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             http,
+            signer: Signer::from_env(),
         })
+    }
+
+    /// A request with `headers` and `body`, signed if there are credentials.
+    fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        let url = Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+        let mut request = self.http.request(method.clone(), url.clone());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(signer) = &self.signer {
+            for (name, value) in signer.headers(&method, &url, headers, &body) {
+                request = request.header(name, value);
+            }
+        }
+        Ok(request.body(body))
     }
 
     /// Creates the function, or updates its code and configuration if it exists.
@@ -163,15 +253,12 @@ impl LambdaClient {
         tail: bool,
     ) -> anyhow::Result<Invocation> {
         let url = format!("{}/{FUNCTIONS}/{name}/invocations", self.endpoint);
-        let mut request = self
-            .http
-            .post(&url)
-            .header("X-Amz-Invocation-Type", invocation_type)
-            .body(payload);
+        let mut headers = vec![("x-amz-invocation-type", invocation_type)];
         if tail {
-            request = request.header("X-Amz-Log-Type", "Tail");
+            headers.push(("x-amz-log-type", "Tail"));
         }
-        let response = request
+        let response = self
+            .request(Method::POST, &url, &headers, payload)?
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
@@ -213,10 +300,15 @@ impl LambdaClient {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}/{path}", self.endpoint);
-        let mut request = self.http.request(method, &url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let request = match body {
+            Some(body) => self.request(
+                method,
+                &url,
+                &[("content-type", "application/json")],
+                serde_json::to_vec(body)?,
+            )?,
+            None => self.request(method, &url, &[], Vec::new())?,
+        };
         let response = request
             .send()
             .await

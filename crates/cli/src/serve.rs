@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use nimbus_core::sigv4::{self, Credentials};
 use nimbus_core::{DeadLetters, Invoker, RetryPolicy};
 use nimbus_dlq::DeadLetterService;
 use nimbus_dlq::grpc::RemoteDeadLetters;
 use nimbus_gateway::{AppState, GatewayConfig};
 use nimbus_invoker::{InvokerConfig, LocalInvoker};
+use nimbus_proto::auth::ServiceToken;
 use nimbus_queue::{EventQueue, RedisQueue, RedisQueueConfig, SqliteQueue, SqliteQueueConfig};
 use nimbus_queue_worker::{QueueWorker, WorkerConfig};
 use nimbus_store::{RecordWriter, RecordWriterConfig, Store};
@@ -21,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Dependency};
 use crate::args::{
-    AdminArgs, DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs, InvokerArgs,
-    MigrateArgs, PeerArgs, QueueArgs, QueueWorkerArgs, WorkerArgs,
+    AdminArgs, AuthArgs, DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs,
+    InvokerArgs, MigrateArgs, PeerArgs, QueueArgs, QueueWorkerArgs, ServiceTokenArgs, WorkerArgs,
 };
 
 /// The consumer group every queue-worker of a queue joins.
@@ -37,12 +39,14 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         Some(url) => redis_queue(url, &args.queue).await?,
         None => embedded_queue(&args.data_dir, &args.queue).await?,
     };
+    let credentials = api_credentials(&args.auth)?;
     let listener = bind(args.listen).await?;
     let platform = InProcessPlatform::start(
         &database_url,
         queue,
         invoker_config(&args.data_dir, &args.gateway.region, &args.instances),
         &args.gateway,
+        credentials,
         worker_config(&args.worker, &args.queue, &args.gateway.region),
     )
     .await?;
@@ -54,6 +58,7 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 }
 
 pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let credentials = api_credentials(&args.auth)?;
     let Peers {
         store,
         queue,
@@ -75,7 +80,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
         queue,
         dead_letters,
         records.clone(),
-        gateway_config(&args.limits),
+        gateway_config(&args.limits, credentials),
     ));
     let served = nimbus_gateway::serve(listener, router, shutdown.cancelled_owned()).await;
     records.shutdown().await;
@@ -83,6 +88,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
 }
 
 pub async fn invoker(args: InvokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let token = server_token("invoker", &args.token)?;
     let store = connect_store(&args.database_url).await?;
     let invoker = LocalInvoker::start(
         invoker_config(&args.data_dir, &args.region, &args.instances),
@@ -102,6 +108,7 @@ pub async fn invoker(args: InvokerArgs, shutdown: CancellationToken) -> anyhow::
     let served = nimbus_invoker::grpc::serve(
         listener,
         invoker.clone() as Arc<dyn Invoker>,
+        token,
         shutdown.cancelled_owned(),
     )
     .await;
@@ -140,6 +147,7 @@ pub async fn queue_worker(
 }
 
 pub async fn dlq(args: DlqServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let token = server_token("DLQ service", &args.token)?;
     let database_url = args
         .database_url
         .context("the DLQ service needs --database-url (or NIMBUS_DATABASE_URL)")?;
@@ -154,7 +162,7 @@ pub async fn dlq(args: DlqServeArgs, shutdown: CancellationToken) -> anyhow::Res
     announce("dlq", &listener.local_addr()?.to_string());
     let dependencies = vec![Dependency::Store(store), Dependency::Queue(queue)];
     serve_admin("dlq", &args.admin, dependencies, &shutdown).await?;
-    nimbus_dlq::grpc::serve(listener, service, shutdown.cancelled_owned())
+    nimbus_dlq::grpc::serve(listener, service, token, shutdown.cancelled_owned())
         .await
         .context("the DLQ service's gRPC server failed")
 }
@@ -185,6 +193,7 @@ impl InProcessPlatform {
         queue: Arc<dyn EventQueue>,
         invoker_config: InvokerConfig,
         limits: &GatewayLimits,
+        credentials: Vec<Credentials>,
         worker_config: WorkerConfig,
     ) -> anyhow::Result<Self> {
         let store = connect_store(database_url).await?;
@@ -213,7 +222,7 @@ impl InProcessPlatform {
             queue,
             dead_letters,
             records.clone(),
-            gateway_config(limits),
+            gateway_config(limits, credentials),
         ));
         Ok(Self {
             dependencies,
@@ -336,10 +345,12 @@ struct Peers {
 
 impl Peers {
     async fn connect(args: &PeerArgs, queue: &QueueArgs) -> anyhow::Result<Self> {
-        let invoker = nimbus_invoker::grpc::RemoteInvoker::connect(&args.invoker_url)
-            .await
-            .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?;
-        let dead_letters = RemoteDeadLetters::connect(&args.dlq_url)
+        let token = service_token(&args.token)?;
+        let invoker =
+            nimbus_invoker::grpc::RemoteInvoker::connect(&args.invoker_url, token.as_ref())
+                .await
+                .with_context(|| format!("invalid invoker URL {}", args.invoker_url))?;
+        let dead_letters = RemoteDeadLetters::connect(&args.dlq_url, token.as_ref())
             .with_context(|| format!("invalid DLQ service URL {}", args.dlq_url))?;
         Ok(Self {
             store: connect_store(&args.database_url).await?,
@@ -419,13 +430,74 @@ pub fn worker_config(args: &WorkerArgs, queue: &QueueArgs, region: &str) -> Work
     }
 }
 
-fn gateway_config(limits: &GatewayLimits) -> GatewayConfig {
+fn gateway_config(limits: &GatewayLimits, credentials: Vec<Credentials>) -> GatewayConfig {
     GatewayConfig {
         max_sync_payload_bytes: limits.max_sync_payload,
         max_async_payload_bytes: limits.max_async_payload,
         region: limits.region.clone(),
+        credentials,
         ..GatewayConfig::default()
     }
+}
+
+/// The keys the HTTP API accepts: the credentials file's and the one in
+/// `--access-key-id`/`--secret-access-key`. None is allowed, and said loudly.
+fn api_credentials(args: &AuthArgs) -> anyhow::Result<Vec<Credentials>> {
+    let mut keys = match &args.credentials_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the credentials file {}", path.display()))?;
+            sigv4::parse_credentials_file(&text).map_err(|e| {
+                anyhow::anyhow!("the credentials file {} is not usable: {e}", path.display())
+            })?
+        }
+        None => Vec::new(),
+    };
+    match (&args.access_key_id, &args.secret_access_key) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+            if keys.iter().any(|key| key.access_key_id() == id) {
+                anyhow::bail!("access key id {id} is given twice");
+            }
+            keys.push(Credentials::new(id.clone(), secret.clone()));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!(
+            "--access-key-id (NIMBUS_ACCESS_KEY_ID) and --secret-access-key \
+             (NIMBUS_SECRET_ACCESS_KEY) go together, and neither may be empty"
+        ),
+    }
+    if keys.is_empty() {
+        tracing::warn!(
+            "no credentials configured (--credentials-file, or NIMBUS_ACCESS_KEY_ID and \
+             NIMBUS_SECRET_ACCESS_KEY): the HTTP API accepts unsigned requests from anyone \
+             who can reach it"
+        );
+    } else {
+        let ids: Vec<&str> = keys.iter().map(Credentials::access_key_id).collect();
+        tracing::info!(keys = ?ids, "every request must be signed (SigV4) by one of these keys");
+    }
+    Ok(keys)
+}
+
+/// The token gRPC clients present, if configured.
+fn service_token(args: &ServiceTokenArgs) -> anyhow::Result<Option<ServiceToken>> {
+    args.service_token
+        .as_deref()
+        .map(ServiceToken::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--service-token (NIMBUS_SERVICE_TOKEN): {e}"))
+}
+
+/// The token a gRPC server asks of its callers; without one it warns that it asks nothing.
+fn server_token(service: &str, args: &ServiceTokenArgs) -> anyhow::Result<Option<ServiceToken>> {
+    let token = service_token(args)?;
+    if token.is_none() {
+        tracing::warn!(
+            "no service token configured (--service-token or NIMBUS_SERVICE_TOKEN): the \
+             {service} accepts gRPC calls from anyone who can reach it"
+        );
+    }
+    Ok(token)
 }
 
 /// The machine-readable line tests and scripts wait for.

@@ -1,6 +1,7 @@
 //! The DLQ service over gRPC (`proto/nimbus/dlq/v1/dlq.proto`): a thin server adapter around
 //! any [`DeadLetters`], the [`RemoteDeadLetters`] client, and the conversions between wire
-//! messages and `nimbus-core` types.
+//! messages and `nimbus-core` types. With a [`ServiceToken`], the server answers only callers
+//! presenting it, and the client presents it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,34 +12,43 @@ use nimbus_core::{
     Attempt, Cursor, DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetters, Error,
     FunctionName, RedriveMark, Redriven, RequestId, Result, Selection,
 };
+use nimbus_proto::auth::{AttachToken, RequireToken, ServiceToken};
 use nimbus_proto::dlq as pb;
 use nimbus_proto::status::{from_status, to_status};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 /// A page of dead letters holds up to 100 payloads of 256 KB each, plus their attempts.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The gRPC service for `dead_letters`.
-pub fn service(
-    dead_letters: Arc<dyn DeadLetters>,
-) -> pb::dead_letters_server::DeadLettersServer<DeadLettersService> {
-    pb::dead_letters_server::DeadLettersServer::new(DeadLettersService { dead_letters })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+type GuardedServer = InterceptedService<
+    pb::dead_letters_server::DeadLettersServer<DeadLettersService>,
+    RequireToken,
+>;
+
+/// The gRPC service for `dead_letters`, answering only callers that present `token` (any
+/// caller without one).
+pub fn service(dead_letters: Arc<dyn DeadLetters>, token: Option<ServiceToken>) -> GuardedServer {
+    let server =
+        pb::dead_letters_server::DeadLettersServer::new(DeadLettersService { dead_letters })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    InterceptedService::new(server, RequireToken::new(token))
 }
 
 /// Serves `dead_letters` on `listener` until `shutdown`, then lets in-flight calls finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     dead_letters: Arc<dyn DeadLetters>,
+    token: Option<ServiceToken>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
-        .add_service(service(dead_letters))
+        .add_service(service(dead_letters, token))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
@@ -121,23 +131,29 @@ impl pb::dead_letters_server::DeadLetters for DeadLettersService {
 /// The DLQ service in another process, reached over gRPC.
 #[derive(Clone)]
 pub struct RemoteDeadLetters {
-    client: pb::dead_letters_client::DeadLettersClient<Channel>,
+    client: Client,
 }
 
+type Client = pb::dead_letters_client::DeadLettersClient<InterceptedService<Channel, AttachToken>>;
+
 impl RemoteDeadLetters {
-    /// Connects lazily: the DLQ service may come up after its clients.
-    pub fn connect(url: &str) -> Result<Self> {
+    /// Connects lazily: the DLQ service may come up after its clients. Every call presents
+    /// `token`, if given.
+    pub fn connect(url: &str, token: Option<&ServiceToken>) -> Result<Self> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| Error::Service(format!("invalid DLQ service URL {url}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
-        let client = pb::dead_letters_client::DeadLettersClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = pb::dead_letters_client::DeadLettersClient::with_interceptor(
+            endpoint.connect_lazy(),
+            AttachToken::new(token),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self { client })
     }
 
-    fn client(&self) -> pb::dead_letters_client::DeadLettersClient<Channel> {
+    fn client(&self) -> Client {
         self.client.clone()
     }
 }

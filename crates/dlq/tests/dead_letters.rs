@@ -13,6 +13,7 @@ use nimbus_core::{
 };
 use nimbus_dlq::DeadLetterService;
 use nimbus_dlq::grpc::{self, RemoteDeadLetters};
+use nimbus_proto::auth::ServiceToken;
 use nimbus_queue::{EventQueue, SqliteQueue, SqliteQueueConfig};
 use nimbus_store::{SqliteStore, Store};
 use time::OffsetDateTime;
@@ -55,12 +56,58 @@ async fn remote() -> Fixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(grpc::serve(listener, fixture.dead_letters.clone(), async {
-        stopped.await.ok();
-    }));
-    fixture.dead_letters = Arc::new(RemoteDeadLetters::connect(&url).unwrap());
+    let token = token();
+    tokio::spawn(grpc::serve(
+        listener,
+        fixture.dead_letters.clone(),
+        Some(token.clone()),
+        async {
+            stopped.await.ok();
+        },
+    ));
+    fixture.dead_letters = Arc::new(RemoteDeadLetters::connect(&url, Some(&token)).unwrap());
     fixture._stop_server = Some(stop);
     fixture
+}
+
+fn token() -> ServiceToken {
+    ServiceToken::new("dlq-test-token").unwrap()
+}
+
+#[tokio::test]
+async fn callers_without_the_service_token_are_refused() {
+    let fixture = local().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(grpc::serve(
+        listener,
+        fixture.dead_letters.clone(),
+        Some(token()),
+        async {
+            stopped.await.ok();
+        },
+    ));
+    for wrong in [None, Some(ServiceToken::new("not-the-token").unwrap())] {
+        let stranger = RemoteDeadLetters::connect(&url, wrong.as_ref()).unwrap();
+        let refused = stranger
+            .list(DeadLetterFilter::default(), None, 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Error::Service(m) if m.contains("service token")),
+            "{refused:?}"
+        );
+    }
+    let member = RemoteDeadLetters::connect(&url, Some(&token())).unwrap();
+    assert!(
+        member
+            .list(DeadLetterFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .letters
+            .is_empty()
+    );
 }
 
 fn name(name: &str) -> FunctionName {

@@ -1,6 +1,7 @@
 //! The invoker over gRPC (`proto/nimbus/invoker/v1/invoker.proto`): a thin server adapter
 //! around any [`Invoker`], the [`RemoteInvoker`] client, and the conversions between the
-//! wire messages and `nimbus-core` types. Domain errors travel as a gRPC status carrying the
+//! wire messages and `nimbus-core` types. With a [`ServiceToken`], the server answers only
+//! callers presenting it, and the client presents it. Domain errors travel as a gRPC status carrying the
 //! Lambda error name in `x-amzn-errortype`, so they come out the other side unchanged.
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use nimbus_core::{
     CodeSha256, Error, FunctionConfig, FunctionError, FunctionName, InvokeOutcome, InvokeRequest,
     Invoker, RequestId, Result, Runtime,
 };
+use nimbus_proto::auth::{AttachToken, RequireToken, ServiceToken};
 use nimbus_proto::invoker as pb;
 use nimbus_proto::status::{from_status, to_status};
 use nimbus_telemetry::trace::TRACEPARENT;
@@ -20,28 +22,35 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Server};
 use tracing::Instrument as _;
 
 /// Room for a 6 MB payload plus the rest of the message.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// The gRPC service for `invoker`.
-pub fn service(invoker: Arc<dyn Invoker>) -> pb::invoker_server::InvokerServer<InvokerService> {
-    pb::invoker_server::InvokerServer::new(InvokerService { invoker })
+/// The gRPC service for `invoker`, answering only callers that present `token` (any caller
+/// without one).
+pub fn service(
+    invoker: Arc<dyn Invoker>,
+    token: Option<ServiceToken>,
+) -> InterceptedService<pb::invoker_server::InvokerServer<InvokerService>, RequireToken> {
+    let server = pb::invoker_server::InvokerServer::new(InvokerService { invoker })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    InterceptedService::new(server, RequireToken::new(token))
 }
 
 /// Serves `invoker` on `listener` until `shutdown`, then lets in-flight calls finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     invoker: Arc<dyn Invoker>,
+    token: Option<ServiceToken>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
-        .add_service(service(invoker))
+        .add_service(service(invoker, token))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
@@ -80,19 +89,23 @@ impl pb::invoker_server::Invoker for InvokerService {
 /// An [`Invoker`] in another process, reached over gRPC.
 #[derive(Clone)]
 pub struct RemoteInvoker {
-    client: pb::invoker_client::InvokerClient<Channel>,
+    client: pb::invoker_client::InvokerClient<InterceptedService<Channel, AttachToken>>,
 }
 
 impl RemoteInvoker {
-    /// Connects lazily: the invoker may come up after the caller.
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Connects lazily: the invoker may come up after the caller. Every call presents
+    /// `token`, if given.
+    pub async fn connect(url: &str, token: Option<&ServiceToken>) -> Result<Self> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| Error::Service(format!("invalid invoker URL {url}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
-        let client = pb::invoker_client::InvokerClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = pb::invoker_client::InvokerClient::with_interceptor(
+            endpoint.connect_lazy(),
+            AttachToken::new(token),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self { client })
     }
 }

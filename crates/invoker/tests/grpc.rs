@@ -11,6 +11,7 @@ use common::{failed, fixture, python, request, succeeded};
 use nimbus_core::error::ThrottleReason;
 use nimbus_core::{Error, Invoker};
 use nimbus_invoker::grpc::RemoteInvoker;
+use nimbus_proto::auth::ServiceToken;
 use serde_json::json;
 
 #[tokio::test]
@@ -19,12 +20,14 @@ async fn grpc_carries_outcomes_and_errors() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
+    let token = ServiceToken::new("invoker-test-token").unwrap();
     let server = tokio::spawn(nimbus_invoker::grpc::serve(
         listener,
         f.invoker.clone() as Arc<dyn Invoker>,
+        Some(token.clone()),
         stop.clone().cancelled_owned(),
     ));
-    let remote = RemoteInvoker::connect(&url).await.unwrap();
+    let remote = RemoteInvoker::connect(&url, Some(&token)).await.unwrap();
 
     let echo = python(&*f.store, "remote", "app.echo").await;
     let mut call = request(&echo, json!({"n": 1}));
@@ -71,6 +74,19 @@ async fn grpc_carries_outcomes_and_errors() {
         err,
         Error::TooManyRequests(ThrottleReason::FunctionConcurrency)
     );
+
+    // Without the token, or with another, the invoker runs nothing.
+    for wrong in [None, Some(ServiceToken::new("not-the-token").unwrap())] {
+        let stranger = RemoteInvoker::connect(&url, wrong.as_ref()).await.unwrap();
+        let refused = stranger
+            .invoke(request(&echo, json!({})))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Error::Service(m) if m.contains("service token")),
+            "{refused:?}"
+        );
+    }
 
     stop.cancel();
     server.await.unwrap().unwrap();

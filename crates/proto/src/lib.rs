@@ -1,9 +1,11 @@
 //! The gRPC contracts of Nimbus' services, generated from the top-level `proto/` folder.
 //!
 //! Besides the generated code, only what every service needs at the wire boundary: how a
-//! domain error travels as a gRPC status ([`status`]). Domain types are in `nimbus-core`, and
+//! domain error travels as a gRPC status ([`status`]), and the service token callers
+//! present ([`auth`]). Domain types are in `nimbus-core`, and
 //! each service converts its messages itself.
 
+pub mod auth;
 pub mod status;
 
 pub mod dlq {

@@ -32,6 +32,10 @@ pub fn from_status(status: Status, peer: &str) -> Error {
         .and_then(|v| v.to_str().ok())
     {
         Some(lambda_type) => Error::from_parts(lambda_type, status.message().to_owned()),
+        None if status.code() == Code::Unauthenticated => Error::Service(format!(
+            "{peer} refused the call: wrong or missing service token ({})",
+            status.message()
+        )),
         None => Error::Service(format!("{peer} unreachable: {status}")),
     }
 }
@@ -55,6 +59,12 @@ mod tests {
             to_status(Error::TooManyRequests(ThrottleReason::NodeConcurrency)).code(),
             Code::ResourceExhausted
         );
+    }
+
+    #[test]
+    fn a_refused_token_says_so() {
+        let error = from_status(Status::unauthenticated("no token"), "invoker");
+        assert!(matches!(error, Error::Service(m) if m.contains("service token")));
     }
 
     #[test]
