@@ -327,6 +327,26 @@ impl Platform {
             .expect("run nimbus")
     }
 
+    /// Runs the `nimbus` CLI against this platform with more environment variables (keys to
+    /// sign with, say).
+    pub fn cli_with_env(&self, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+        Command::new(NIMBUS)
+            .args(args)
+            .env("NIMBUS_ENDPOINT", &self.endpoint)
+            .envs(envs.iter().copied())
+            .output()
+            .expect("run nimbus")
+    }
+
+    /// The gRPC URLs of the invoker and the DLQ service (distributed platforms only).
+    pub fn grpc_urls(&self) -> (String, String) {
+        let services = self
+            .distributed
+            .as_ref()
+            .expect("only for distributed platforms");
+        (services.invoker_url.clone(), services.dlq_url.clone())
+    }
+
     pub fn invoke_url(&self, name: &str) -> String {
         format!("{}/2015-03-31/functions/{name}/invocations", self.endpoint)
     }
