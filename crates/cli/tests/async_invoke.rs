@@ -50,6 +50,14 @@ def trace(event, context):
     publish("trace-" + context.aws_request_id, os.environ.get("_X_AMZN_TRACE_ID", ""))
     return {}
 
+def versioned(event, context):
+    attempt = count(context, ".attempts")
+    seen = os.environ["V"] + " " + context.function_version
+    publish("version-%s-%d" % (context.aws_request_id, attempt), seen)
+    if attempt <= event.get("fail_attempts", 0):
+        raise RuntimeError("attempt %d failed" % attempt)
+    return {"v": os.environ["V"]}
+
 def keep(event, context):
     request_id = event["requestContext"]["requestId"]
     publish("destination-" + request_id + ".json", json.dumps(event))
@@ -82,12 +90,13 @@ impl Functions {
             ("flaky", "app.flaky"),
             ("slow", "app.slow"),
             ("keep", "app.keep"),
+            ("versioned", "app.versioned"),
         ] {
             platform.deploy(
                 code.path(),
                 name,
                 "python3.12",
-                &["--handler", handler, "--timeout", "30", "--env", &env],
+                &["--handler", handler, "--timeout", "30", "--env", &env, "--env", "V=1"],
             );
         }
         Functions { state }
@@ -503,6 +512,111 @@ async fn sigterm_mid_event_drains_it(platform: &mut Platform) {
     );
 }
 
+/// `PUT`s or `POST`s `body` to the Lambda API and returns the answer's JSON, failing the test
+/// unless the status is `expected`.
+async fn lambda_api(
+    platform: &Platform,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+    expected: u16,
+) -> Value {
+    let response = http()
+        .request(method, format!("{}{path}", platform.endpoint))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, expected, "{path}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// An event sent to version 1 runs version 1 on every attempt, even after `$LATEST` changes
+/// between its attempts; an unqualified event runs `$LATEST`.
+async fn events_run_the_version_they_were_sent_to(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    let published = lambda_api(
+        platform,
+        reqwest::Method::POST,
+        "/2015-03-31/functions/versioned/versions",
+        json!({}),
+        201,
+    )
+    .await;
+    assert_eq!(published["Version"], "1");
+    let request_id = accepted(platform, "versioned:1", r#"{"fail_attempts": 1}"#).await;
+    wait_for_file(&functions.path(&format!("version-{request_id}-1"))).await;
+    let environment = json!({"Environment": {"Variables": {
+        "V": "2",
+        "STATE_DIR": functions.state.path().to_str().unwrap(),
+    }}});
+    lambda_api(
+        platform,
+        reqwest::Method::PUT,
+        "/2015-03-31/functions/versioned/configuration",
+        environment,
+        200,
+    )
+    .await;
+    wait_for_status(platform, &request_id, "succeeded").await;
+    let second = wait_for_file(&functions.path(&format!("version-{request_id}-2"))).await;
+    assert_eq!(second, "1 1", "the retry ran version 1");
+
+    let latest = accepted(platform, "versioned", "{}").await;
+    wait_for_status(platform, &latest, "succeeded").await;
+    let seen = wait_for_file(&functions.path(&format!("version-{latest}-1"))).await;
+    assert_eq!(seen, "2 $LATEST");
+}
+
+/// Reserved concurrency 0: a synchronous call is throttled at once, an event goes straight to
+/// the dead-letter queue without an attempt.
+async fn zero_reserved_concurrency_stops_the_function(platform: &Platform) {
+    let functions = Functions::deploy(platform);
+    lambda_api(
+        platform,
+        reqwest::Method::PUT,
+        "/2017-10-31/functions/versioned/concurrency",
+        json!({"ReservedConcurrentExecutions": 0}),
+        200,
+    )
+    .await;
+    let response = http()
+        .post(platform.invoke_url("versioned"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(
+        response.headers()["x-amzn-ErrorType"],
+        "TooManyRequestsException"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["Reason"], "ReservedFunctionConcurrentInvocationLimitExceeded",
+        "{body}"
+    );
+
+    let request_id = accepted(platform, "versioned", "{}").await;
+    let record = wait_for_status(platform, &request_id, "dead_lettered").await;
+    assert_eq!(record["attempts"], 0, "{record}");
+    let letter: Value = http()
+        .get(format!("{}/nimbus/v1/dead-letters/{request_id}", platform.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(letter["reason"], "Throttled", "{letter}");
+    assert!(
+        !functions.path(&format!("version-{request_id}-1")).exists(),
+        "the function never ran"
+    );
+}
+
 macro_rules! on_both {
     ($case:ident) => {
         on_both!($case, FAST_RETRIES);
@@ -529,6 +643,8 @@ macro_rules! on_both {
 }
 
 on_both!(fails_twice_then_succeeds);
+on_both!(events_run_the_version_they_were_sent_to);
+on_both!(zero_reserved_concurrency_stops_the_function);
 on_both!(dead_letters_then_redrives_after_the_fix);
 on_both!(zero_retries_dead_letters_after_one_attempt);
 on_both!(timeouts_are_failed_attempts);
