@@ -435,6 +435,7 @@ fn gateway_config(limits: &GatewayLimits, credentials: Vec<Credentials>) -> Gate
         max_sync_payload_bytes: limits.max_sync_payload,
         max_async_payload_bytes: limits.max_async_payload,
         region: limits.region.clone(),
+        account_concurrency: limits.account_concurrency,
         credentials,
         ..GatewayConfig::default()
     }
@@ -453,17 +454,19 @@ fn api_credentials(args: &AuthArgs) -> anyhow::Result<Vec<Credentials>> {
         }
         None => Vec::new(),
     };
-    match (&args.access_key_id, &args.secret_access_key) {
-        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+    // An empty variable (`NIMBUS_ACCESS_KEY_ID=`) is an unset one.
+    let given = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
+    match (given(&args.access_key_id), given(&args.secret_access_key)) {
+        (Some(id), Some(secret)) => {
             if keys.iter().any(|key| key.access_key_id() == id) {
                 anyhow::bail!("access key id {id} is given twice");
             }
-            keys.push(Credentials::new(id.clone(), secret.clone()));
+            keys.push(Credentials::new(id, secret));
         }
         (None, None) => {}
         _ => anyhow::bail!(
             "--access-key-id (NIMBUS_ACCESS_KEY_ID) and --secret-access-key \
-             (NIMBUS_SECRET_ACCESS_KEY) go together, and neither may be empty"
+             (NIMBUS_SECRET_ACCESS_KEY) go together"
         ),
     }
     if keys.is_empty() {
