@@ -128,14 +128,7 @@ pub(crate) async fn list_versions(
 ) -> Result<Json<ListVersionsResponse>, ApiError> {
     let page = page_size(query.max_items)?;
     let latest = load(&state, &name).await?;
-    let after = match query.marker.as_deref() {
-        None => None,
-        Some(marker) => Some(
-            marker
-                .parse::<u64>()
-                .map_err(|_| Error::InvalidParameterValue(format!("Invalid Marker: {marker}")))?,
-        ),
-    };
+    let after = query.marker.as_deref().map(version_marker).transpose()?;
     let mut versions = Vec::with_capacity(page + 1);
     if after.is_none() {
         versions.push(latest);
@@ -161,6 +154,17 @@ pub(crate) async fn list_versions(
         versions,
         next_marker,
     }))
+}
+
+/// The published versions a `ListVersionsByFunction` marker says to list after: the marker is
+/// the last version of the previous page, `$LATEST` (which comes first) included.
+fn version_marker(marker: &str) -> Result<u64, Error> {
+    if marker == LATEST {
+        return Ok(0);
+    }
+    marker
+        .parse::<u64>()
+        .map_err(|_| Error::InvalidParameterValue(format!("Invalid Marker: {marker}")))
 }
 
 /// The `{FunctionName}` and `{Name}` of an alias route.
@@ -400,4 +404,21 @@ fn alias_not_found(state: &AppState, function: &FunctionName, alias: &str) -> Er
         "Alias not found: {}",
         state.config().qualified_arn(function, alias)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_may_end_at_latest() {
+        assert_eq!(version_marker(LATEST).unwrap(), 0);
+        assert_eq!(version_marker("7").unwrap(), 7);
+        for bad in ["", "x", "-1", "$latest"] {
+            assert!(
+                matches!(version_marker(bad), Err(Error::InvalidParameterValue(_))),
+                "{bad}"
+            );
+        }
+    }
 }

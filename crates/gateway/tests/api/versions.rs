@@ -80,6 +80,25 @@ async fn published_versions_are_snapshots_listed_after_latest() {
     assert_eq!(rest["Versions"][0]["Version"], "2");
     assert!(rest.get("NextMarker").is_none(), "{rest}");
 
+    // A page of one ends at $LATEST; its marker leads on to version 1 (boto3's paginator
+    // with PageSize 1 walks exactly this way).
+    let mut marker: Option<String> = None;
+    let mut walked = Vec::new();
+    loop {
+        let query = marker.map_or(String::new(), |m| format!("&Marker={m}"));
+        let page = gateway
+            .get(&format!("{FUNCTIONS}/fn/versions?MaxItems=1{query}"))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        walked.push(page["Versions"][0]["Version"].as_str().unwrap().to_owned());
+        marker = page["NextMarker"].as_str().map(str::to_owned);
+        if marker.is_none() {
+            break;
+        }
+    }
+    assert_eq!(walked, ["$LATEST", "1", "2"]);
+
     gateway
         .get(&format!("{FUNCTIONS}/fn/configuration?Qualifier=9"))
         .await
