@@ -344,6 +344,11 @@ pub struct GatewayLimits {
     /// Changes made through this gateway apply at once; through another, within this time.
     #[arg(long, env = "NIMBUS_FUNCTION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub function_cache_ttl: Duration,
+
+    /// The account's concurrency GetAccountSettings reports; reserved concurrency must leave
+    /// 100 of it unreserved.
+    #[arg(long, env = "NIMBUS_ACCOUNT_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..))]
+    pub account_concurrency: u32,
 }
 
 #[derive(Debug, Args)]

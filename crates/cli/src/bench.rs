@@ -52,6 +52,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         max_async_payload: nimbus_core::limits::MAX_ASYNC_PAYLOAD_BYTES,
         region: "us-east-1".to_owned(),
         function_cache_ttl: nimbus_store::DEFAULT_FUNCTION_CACHE_TTL,
+        account_concurrency: 1000,
     };
     let max_clients = args.clients.iter().copied().max().unwrap_or(1);
     let redis = BenchRedis::new(&args.redis_url);
