@@ -156,9 +156,7 @@ def test_a_missing_function_is_resource_not_found(lambda_client):
 
 
 @ops("GetFunction")
-def test_published_versions_do_not_exist_yet(functions, lambda_client):
-    """A departure until versions land (issue 4): only $LATEST exists, so any other qualifier
-    names a function that does not exist."""
+def test_an_unpublished_qualifier_is_not_found(functions, lambda_client):
     name = functions.create()["FunctionName"]
     for call in (
         lambda: lambda_client.get_function(FunctionName=name, Qualifier="1"),
@@ -302,7 +300,8 @@ def test_waiters(functions, lambda_client, nimbus):
 
 @ops("ListFunctions")
 def test_unsigned_requests_are_accepted(nimbus):
-    """Nimbus does not check SigV4 signatures yet (issue 4): an unsigned client works."""
+    """A Nimbus given no keys checks no signatures (and says so when it starts): an unsigned
+    client works. test_auth.py covers a Nimbus given keys."""
     from botocore import UNSIGNED
 
     client = client_for(nimbus.endpoint, signature_version=UNSIGNED)
