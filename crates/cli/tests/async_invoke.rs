@@ -96,7 +96,16 @@ impl Functions {
                 code.path(),
                 name,
                 "python3.12",
-                &["--handler", handler, "--timeout", "30", "--env", &env, "--env", "V=1"],
+                &[
+                    "--handler",
+                    handler,
+                    "--timeout",
+                    "30",
+                    "--env",
+                    &env,
+                    "--env",
+                    "V=1",
+                ],
             );
         }
         Functions { state }
@@ -603,7 +612,10 @@ async fn zero_reserved_concurrency_stops_the_function(platform: &Platform) {
     let record = wait_for_status(platform, &request_id, "dead_lettered").await;
     assert_eq!(record["attempts"], 0, "{record}");
     let letter: Value = http()
-        .get(format!("{}/nimbus/v1/dead-letters/{request_id}", platform.endpoint))
+        .get(format!(
+            "{}/nimbus/v1/dead-letters/{request_id}",
+            platform.endpoint
+        ))
         .send()
         .await
         .unwrap()
