@@ -99,6 +99,8 @@ async fn a_declared_oversized_payload_is_refused_before_it_is_sent() {
         message,
         "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
     );
+    // The unread body is still on the connection: the client must not reuse it.
+    assert_eq!(answer.header("connection"), Some("close"));
     assert_eq!(gateway.invoker.calls(), 0);
 }
 
