@@ -411,6 +411,7 @@ pub fn invoker_config(data_dir: &Path, region: &str, instances: &InstanceArgs) -
         python: instances.python.clone(),
         node: instances.node.clone(),
         region: region.to_owned(),
+        ..InvokerConfig::default()
     }
 }
 

@@ -44,6 +44,9 @@ pub enum Error {
     ResourceNotFound(String),
     #[error("{0}")]
     ResourceConflict(String),
+    /// No provisioned concurrency configuration for that version or alias.
+    #[error("{0}")]
+    ProvisionedConcurrencyConfigNotFound(String),
     #[error("{0}")]
     InvalidParameterValue(String),
     #[error("{0}")]
@@ -70,6 +73,9 @@ impl Error {
         match self {
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::ResourceConflict(_) => "ResourceConflictException",
+            Self::ProvisionedConcurrencyConfigNotFound(_) => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
             Self::InvalidParameterValue(_) => "InvalidParameterValueException",
             Self::InvalidRequestContent(_) => "InvalidRequestContentException",
             Self::RequestTooLarge(_) => "RequestTooLargeException",
@@ -84,7 +90,7 @@ impl Error {
     /// The HTTP status Lambda answers with for this error.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::ResourceNotFound(_) => 404,
+            Self::ResourceNotFound(_) | Self::ProvisionedConcurrencyConfigNotFound(_) => 404,
             Self::ResourceConflict(_) => 409,
             Self::InvalidParameterValue(_)
             | Self::InvalidRequestContent(_)
@@ -120,6 +126,7 @@ impl Error {
             Self::TooManyRequests(reason) => reason.as_str().to_owned(),
             Self::ResourceNotFound(m)
             | Self::ResourceConflict(m)
+            | Self::ProvisionedConcurrencyConfigNotFound(m)
             | Self::InvalidParameterValue(m)
             | Self::InvalidRequestContent(m)
             | Self::RequestTooLarge(m)
@@ -136,6 +143,9 @@ impl Error {
         match lambda_type {
             "ResourceNotFoundException" => Self::ResourceNotFound(detail),
             "ResourceConflictException" => Self::ResourceConflict(detail),
+            "ProvisionedConcurrencyConfigNotFoundException" => {
+                Self::ProvisionedConcurrencyConfigNotFound(detail)
+            }
             "InvalidParameterValueException" => Self::InvalidParameterValue(detail),
             "InvalidRequestContentException" => Self::InvalidRequestContent(detail),
             "RequestTooLargeException" => Self::RequestTooLarge(detail),
@@ -167,6 +177,7 @@ mod tests {
         let errors = [
             Error::ResourceNotFound("f".into()),
             Error::ResourceConflict("f".into()),
+            Error::ProvisionedConcurrencyConfigNotFound("f".into()),
             Error::InvalidParameterValue("f".into()),
             Error::InvalidRequestContent("f".into()),
             Error::RequestTooLarge("f".into()),

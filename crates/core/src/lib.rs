@@ -15,6 +15,7 @@ pub mod function;
 pub mod invocation;
 pub mod invoker;
 pub mod limits;
+pub mod provisioned;
 pub mod sigv4;
 pub mod trace;
 
@@ -31,3 +32,4 @@ pub use invocation::{
     InvocationType, InvokeOutcome, InvokeRequest, RequestId,
 };
 pub use invoker::Invoker;
+pub use provisioned::{ProvisionedConcurrencyConfig, ProvisionedStatus};

@@ -17,6 +17,7 @@ mod functions;
 mod invocations;
 mod invoke;
 mod payload;
+mod provisioned;
 mod request_id;
 mod shapes;
 mod state;
@@ -88,6 +89,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2019-09-30/functions/{FunctionName}/concurrency",
             get(concurrency::get),
+        )
+        .route(
+            "/2019-09-30/functions/{FunctionName}/provisioned-concurrency",
+            get(provisioned::get_or_list)
+                .put(provisioned::put)
+                .delete(provisioned::delete),
         )
         .route(
             "/2016-08-19/account-settings",

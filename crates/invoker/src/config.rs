@@ -6,6 +6,7 @@ use std::time::Duration;
 pub(crate) const DEFAULT_FUNCTION_CONCURRENCY: u32 = 100;
 pub(crate) const DEFAULT_MAX_INSTANCES: u32 = 256;
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_PROVISION_PERIOD: Duration = Duration::from_secs(1);
 /// Lambda gives a runtime 10 s to initialise, whatever the function's timeout.
 pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -19,8 +20,11 @@ pub struct InvokerConfig {
     pub default_function_concurrency: u32,
     /// Instances this node runs at most, over all functions.
     pub max_instances: u32,
-    /// An instance idle this long is stopped.
+    /// An instance idle this long is stopped (unless provisioned concurrency keeps it).
     pub idle_timeout: Duration,
+    /// How often the provisioner reads the provisioned concurrency configurations and starts
+    /// (or lets go of) instances to match.
+    pub provision_period: Duration,
     /// The interpreter that runs `python3.x` functions (looked up on `PATH` if bare).
     pub python: PathBuf,
     /// The interpreter that runs `nodejs*.x` functions (looked up on `PATH` if bare).
@@ -36,6 +40,7 @@ impl Default for InvokerConfig {
             default_function_concurrency: DEFAULT_FUNCTION_CONCURRENCY,
             max_instances: DEFAULT_MAX_INSTANCES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            provision_period: DEFAULT_PROVISION_PERIOD,
             python: PathBuf::from("python3"),
             node: PathBuf::from("node"),
             region: "us-east-1".to_owned(),

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{INIT_TIMEOUT, InvokerConfig};
 use crate::logs::{InstanceLogs, Stream};
-use crate::runtime_api::{Event, Reply, RuntimeApi};
+use crate::runtime_api::{Event, Readiness, Reply, RuntimeApi};
 use crate::{runtimes, scratch};
 
 /// Tells instances apart in the pool (a pid may be reused once its process is reaped).
@@ -140,6 +140,49 @@ impl Instance {
             spawned_at: Instant::now(),
             initialised: AtomicBool::new(false),
         })
+    }
+
+    /// Waits, without submitting an event, until the runtime has initialised (its first
+    /// `GET .../next`), for provisioned concurrency: the first invocation is then warm, with
+    /// no `Init Duration`. The reason when init fails, the process exits or init takes longer
+    /// than Lambda allows; the caller stops the instance then.
+    pub(crate) async fn initialise(&self) -> Result<(), String> {
+        let mut readiness = self.api.readiness();
+        let mut exit = self.exit.clone();
+        let settled = async {
+            readiness
+                .wait_for(|readiness| *readiness != Readiness::Starting)
+                .await
+                .map(|readiness| readiness.clone())
+        };
+        tokio::select! {
+            settled = settled => match settled {
+                Ok(Readiness::Ready) => {}
+                Ok(Readiness::InitFailed(error_type)) => {
+                    return Err(format!(
+                        "The function's initialisation failed ({}).",
+                        error_type.as_deref().unwrap_or("Runtime.Unknown")
+                    ));
+                }
+                Ok(Readiness::Starting) | Err(_) => {
+                    return Err("the runtime API stopped".to_owned());
+                }
+            },
+            status = exited(&mut exit) => {
+                return Err(format!(
+                    "the runtime exited during initialisation: {}",
+                    describe_exit(status)
+                ));
+            }
+            () = tokio::time::sleep(INIT_TIMEOUT) => {
+                return Err(format!(
+                    "the runtime did not initialise within {} seconds",
+                    INIT_TIMEOUT.as_secs()
+                ));
+            }
+        }
+        self.initialised.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Runs one invocation to its end: a reply, a timeout, or the process' exit.

@@ -6,7 +6,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use nimbus_core::invocation::error_document;
-use nimbus_core::{Error, FunctionError, InvokeOutcome, InvokeRequest, Result, Runtime};
+use nimbus_core::{
+    Error, FunctionConfig, FunctionError, InvokeOutcome, InvokeRequest, Result, Runtime,
+};
 use nimbus_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -15,7 +17,7 @@ use crate::code::CodeCache;
 use crate::config::InvokerConfig;
 use crate::instance::{Instance, Ran, StartError};
 use crate::pool::{Acquired, InstancePool, PoolKey, PoolStats};
-use crate::{runtimes, scratch};
+use crate::{provisioner, runtimes, scratch};
 
 /// The account id in the ARNs functions see (`Lambda-Runtime-Invoked-Function-Arn`).
 const ACCOUNT_ID: &str = "000000000000";
@@ -30,17 +32,18 @@ pub struct LocalInvoker {
 }
 
 /// This node's execution environment: code on disk, the instance pool, counters.
-struct Node {
-    config: InvokerConfig,
+pub(crate) struct Node {
+    pub(crate) config: InvokerConfig,
     code: CodeCache,
-    pool: InstancePool,
+    pub(crate) pool: InstancePool,
     instances_started: AtomicU64,
 }
 
 /// What the invoker is doing, for tests and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvokerStats {
-    /// Instances started since the invoker started (each a cold start).
+    /// Instances started since the invoker started: cold starts, and instances started
+    /// ahead of traffic for provisioned concurrency.
     pub instances_started: u64,
     /// Idle instances waiting for an invocation.
     pub warm: usize,
@@ -50,11 +53,13 @@ pub struct InvokerStats {
 
 impl LocalInvoker {
     /// Installs the runtime bootstraps under `data_dir`, clears what a previous run left
-    /// there, and starts the idle-instance reaper. One invoker per `data_dir`.
+    /// there, and starts the idle-instance reaper and the provisioner, which keeps the
+    /// instances provisioned concurrency asks for. One invoker per `data_dir`.
     pub async fn start(config: InvokerConfig, store: Arc<dyn Store>) -> Result<Arc<LocalInvoker>> {
         runtimes::install(&config)
             .map_err(|e| Error::Service(format!("cannot install the runtimes: {e}")))?;
         let data_dir = config.data_dir.clone();
+        let provisioned = store.clone();
         let code = tokio::task::spawn_blocking(move || {
             // Scratch folders of instances that died with a previous invoker.
             scratch::remove_leftovers(&data_dir.join("instances"), "");
@@ -70,6 +75,11 @@ impl LocalInvoker {
         });
         let reaper = CancellationToken::new();
         tokio::spawn(reap_idle(Arc::downgrade(&node), reaper.clone()));
+        tokio::spawn(provisioner::run(
+            Arc::downgrade(&node),
+            provisioned,
+            reaper.clone(),
+        ));
         Ok(Arc::new(LocalInvoker { node, reaper }))
     }
 
@@ -210,6 +220,59 @@ impl Node {
                 function.runtime
             ))),
         }
+    }
+}
+
+impl Node {
+    /// Starts an instance of `function` ahead of traffic and waits until its runtime has
+    /// initialised, then leaves it idle in the pool: its first invocation is warm. The
+    /// reason when it cannot start.
+    pub(crate) async fn start_provisioned(
+        &self,
+        function: &FunctionConfig,
+    ) -> std::result::Result<(), String> {
+        if let Some(evicted) = self.pool.reserve().map_err(|e| e.to_string())? {
+            evicted.stop().await;
+        }
+        match self.initialised_instance(function).await {
+            Ok(instance) => {
+                if let Some(refused) = self.pool.add_idle(&PoolKey::of(function), instance) {
+                    refused.stop().await;
+                }
+                tracing::debug!(function = %function.name, version = %function.version, "provisioned instance ready");
+                Ok(())
+            }
+            Err(reason) => {
+                self.pool.release();
+                Err(reason)
+            }
+        }
+    }
+
+    async fn initialised_instance(
+        &self,
+        function: &FunctionConfig,
+    ) -> std::result::Result<Arc<Instance>, String> {
+        let code_dir = self
+            .code
+            .unpacked(&function.code_sha256)
+            .await
+            .map_err(|e| e.to_string())?;
+        let instance = match Instance::spawn(&self.config, function, &code_dir).await {
+            Ok(instance) => instance,
+            Err(StartError::Setup(error)) => return Err(error.to_string()),
+            Err(StartError::Exec { program, error }) => {
+                return Err(format!("cannot run {}: {error}", program.display()));
+            }
+        };
+        self.instances_started.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("nimbus_provisioned_starts_total", "function" => function.name.as_str().to_owned())
+            .increment(1);
+        if let Err(reason) = instance.initialise().await {
+            instance.stop().await;
+            return Err(reason);
+        }
+        Ok(Arc::new(instance))
     }
 }
 

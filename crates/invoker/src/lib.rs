@@ -12,6 +12,7 @@ mod instance;
 mod invoker;
 mod logs;
 mod pool;
+mod provisioner;
 mod runtime_api;
 mod runtimes;
 mod scratch;

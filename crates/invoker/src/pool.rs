@@ -1,6 +1,7 @@
 //! Which instance serves an invocation: a warm idle one of the same function configuration
 //! (most recently used first), else a new one if the function's concurrency and the node's
-//! instance limit allow, else a throttle. Idle instances past the idle timeout are reaped.
+//! instance limit allow, else a throttle. Idle instances past the idle timeout are reaped,
+//! except the ones provisioned concurrency keeps (see [`InstancePool::set_provisioned`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,7 +45,10 @@ struct PoolState {
     /// Busy (running or starting) instances per function, across its configurations.
     busy: HashMap<FunctionName, usize>,
     /// Instances running an invocation, so that shutdown can stop them too.
-    running: HashMap<InstanceId, Arc<Instance>>,
+    running: HashMap<InstanceId, (PoolKey, Arc<Instance>)>,
+    /// Instances of each configuration that provisioned concurrency keeps: neither reaped
+    /// nor evicted below that many.
+    provisioned: HashMap<PoolKey, usize>,
     /// Idle, running and starting instances: what the node-wide limit counts.
     live: usize,
     closed: bool,
@@ -120,7 +124,9 @@ impl InstancePool {
         }
         *state.busy.entry(key.name.clone()).or_default() += 1;
         if let Some(instance) = &warm {
-            state.running.insert(instance.id, instance.clone());
+            state
+                .running
+                .insert(instance.id, (key.clone(), instance.clone()));
         }
         state.publish();
         Ok(Acquired {
@@ -134,17 +140,27 @@ impl InstancePool {
         })
     }
 
-    /// Removes and returns instances idle for at least `idle_timeout`.
+    /// Removes and returns instances idle for at least `idle_timeout`, keeping (the most
+    /// recently used) as many idle instances of a configuration as are provisioned for it.
     pub(crate) fn reap(&self, idle_timeout: Duration) -> Vec<Arc<Instance>> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let now = Instant::now();
         let mut reaped = Vec::new();
-        for instances in state.idle.values_mut() {
-            let (stale, fresh): (Vec<_>, Vec<_>) = instances.drain(..).partition(|idle| {
-                now.duration_since(idle.since) >= idle_timeout || idle.instance.has_exited()
-            });
-            *instances = fresh;
-            reaped.extend(stale.into_iter().map(|idle| idle.instance));
+        for (key, instances) in &mut state.idle {
+            let keep = state.provisioned.get(key).copied().unwrap_or(0);
+            let mut kept = Vec::with_capacity(instances.len());
+            // Newest first, so that the ones kept for provisioning are the warmest.
+            for idle in instances.drain(..).rev() {
+                let stale = now.duration_since(idle.since) >= idle_timeout;
+                if idle.instance.has_exited() || (stale && kept.len() >= keep) {
+                    reaped.push(idle.instance);
+                } else {
+                    kept.push(idle);
+                }
+            }
+            kept.reverse();
+            *instances = kept;
         }
         state.idle.retain(|_, instances| !instances.is_empty());
         state.live -= reaped.len();
@@ -163,8 +179,82 @@ impl InstancePool {
             .flat_map(|(_, instances)| instances.into_iter().map(|idle| idle.instance))
             .collect();
         state.live -= instances.len();
-        instances.extend(state.running.values().cloned());
+        instances.extend(state.running.values().map(|(_, instance)| instance.clone()));
         instances
+    }
+
+    /// Replaces what provisioned concurrency keeps: `targets` instances of each
+    /// configuration. A configuration left out is reaped and evicted like any other.
+    pub(crate) fn set_provisioned(&self, targets: HashMap<PoolKey, usize>) {
+        self.lock().provisioned = targets;
+    }
+
+    /// Live instances of `key`: idle (and not exited) or running an invocation.
+    pub(crate) fn instances_of(&self, key: &PoolKey) -> usize {
+        let state = self.lock();
+        let idle = state.idle.get(key).map_or(0, |instances| {
+            instances
+                .iter()
+                .filter(|idle| !idle.instance.has_exited())
+                .count()
+        });
+        let running = state
+            .running
+            .values()
+            .filter(|(running, _)| running == key)
+            .count();
+        idle + running
+    }
+
+    /// Room for an instance started ahead of traffic (provisioned concurrency), within the
+    /// node's instance limit; an idle instance of an unprovisioned configuration may be
+    /// evicted for it (returned for the caller to stop). Give the room back with
+    /// [`release`](Self::release) if the instance does not start, or fill it with
+    /// [`add_idle`](Self::add_idle).
+    pub(crate) fn reserve(&self) -> Result<Option<Arc<Instance>>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Error::Service("the invoker is shutting down".to_owned()));
+        }
+        let mut evicted = None;
+        if state.live >= self.max_instances {
+            evicted = state.evict_oldest_idle();
+            if evicted.is_none() {
+                return Err(Error::Service(format!(
+                    "the invoker node runs its maximum of {} instances",
+                    self.max_instances
+                )));
+            }
+        }
+        state.live += 1;
+        Ok(evicted)
+    }
+
+    /// Gives back room taken by [`reserve`](Self::reserve) for an instance that did not start.
+    pub(crate) fn release(&self) {
+        let mut state = self.lock();
+        state.live -= 1;
+        state.publish();
+    }
+
+    /// Puts an instance started in room from [`reserve`](Self::reserve) among the idle ones
+    /// of `key`; when shutting down, returns it for the caller to stop.
+    pub(crate) fn add_idle(&self, key: &PoolKey, instance: Arc<Instance>) -> Option<Arc<Instance>> {
+        let mut state = self.lock();
+        if state.closed {
+            state.live -= 1;
+            return Some(instance);
+        }
+        state
+            .idle
+            .entry(key.clone())
+            .or_default()
+            .push(IdleInstance {
+                instance,
+                since: Instant::now(),
+            });
+        state.publish();
+        None
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
@@ -195,7 +285,9 @@ impl Lease<'_> {
             // Dropping the instance kills it; dropping the lease gives the room back.
             return Err(Error::Service("the invoker is shutting down".to_owned()));
         }
-        state.running.insert(instance.id, instance.clone());
+        state
+            .running
+            .insert(instance.id, (self.key.clone(), instance.clone()));
         self.instance = Some(instance.clone());
         Ok(instance)
     }
@@ -271,6 +363,10 @@ impl PoolState {
         let key = self
             .idle
             .iter()
+            // Provisioned instances are not evicted (only those beyond the provisioned count).
+            .filter(|(key, instances)| {
+                instances.len() > self.provisioned.get(*key).copied().unwrap_or(0)
+            })
             .filter_map(|(key, instances)| instances.first().map(|oldest| (key, oldest.since)))
             .min_by_key(|(_, since)| *since)
             .map(|(key, _)| key.clone())?;

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
 use nimbus_core::{RequestId, limits};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -48,6 +48,16 @@ pub(crate) enum Reply {
     TooLarge,
 }
 
+/// How far the runtime got before its first invocation: its first `GET .../next` says its
+/// init is over, an `/init/error` that init failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Starting,
+    Ready,
+    /// With the error type the runtime gave.
+    InitFailed(Option<String>),
+}
+
 pub(crate) struct RuntimeApi {
     pub address: std::net::SocketAddr,
     events: mpsc::Sender<Event>,
@@ -59,6 +69,20 @@ struct Shared {
     events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
     /// The invocation the runtime is working on, and where its reply goes.
     current: Mutex<Current>,
+    readiness: watch::Sender<Readiness>,
+}
+
+impl Shared {
+    /// Leaves `Starting` for `to`; later changes are ignored.
+    fn initialised(&self, to: Readiness) {
+        self.readiness.send_if_modified(|readiness| {
+            let first = *readiness == Readiness::Starting;
+            if first {
+                *readiness = to;
+            }
+            first
+        });
+    }
 }
 
 #[derive(Default)]
@@ -77,6 +101,7 @@ impl RuntimeApi {
         let shared = Arc::new(Shared {
             events: tokio::sync::Mutex::new(receiver),
             current: Mutex::new(Current::default()),
+            readiness: watch::Sender::new(Readiness::Starting),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -105,6 +130,11 @@ impl RuntimeApi {
         })
     }
 
+    /// Follows the runtime through its init, without submitting an event.
+    pub(crate) fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.shared.readiness.subscribe()
+    }
+
     /// Queues `event` for the runtime and returns where its reply will arrive.
     pub(crate) async fn submit(&self, event: Event) -> Option<oneshot::Receiver<Reply>> {
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -128,6 +158,7 @@ impl Drop for RuntimeApi {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    shared.initialised(Readiness::Ready);
     let event = shared.events.lock().await.recv().await;
     let Some(event) = event else {
         return StatusCode::GONE.into_response();
@@ -202,6 +233,7 @@ async fn error(
 async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let body = read_limited(body).await.unwrap_or_default();
     let error_type = error_type(&headers, &body);
+    shared.initialised(Readiness::InitFailed(error_type.clone()));
     let reply = Reply::InitError { error_type, body };
     let mut current = lock(&shared.current);
     match current.invocation.take() {

@@ -18,7 +18,7 @@ use nimbus_core::{
 };
 use tokio::time::Instant;
 
-use crate::{FunctionVersions, Result, Store};
+use crate::{FunctionVersions, ProvisionedConcurrency, Result, Store};
 
 /// How long a configuration read from the database is reused by default.
 pub const DEFAULT_FUNCTION_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -208,6 +208,63 @@ impl FunctionVersions for CachedStore {
 
     async fn put_tags(&self, name: &FunctionName, tags: &BTreeMap<String, String>) -> Result<bool> {
         self.inner.put_tags(name, tags).await
+    }
+}
+
+/// Not cached: the gateway reads it on its control API only, the provisioner needs it fresh.
+#[async_trait::async_trait]
+impl ProvisionedConcurrency for CachedStore {
+    async fn put_provisioned_concurrency(
+        &self,
+        config: &nimbus_core::ProvisionedConcurrencyConfig,
+    ) -> Result<()> {
+        self.inner.put_provisioned_concurrency(config).await
+    }
+
+    async fn get_provisioned_concurrency(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<nimbus_core::ProvisionedConcurrencyConfig>> {
+        self.inner
+            .get_provisioned_concurrency(name, qualifier)
+            .await
+    }
+
+    async fn list_provisioned_concurrency(
+        &self,
+        name: &FunctionName,
+    ) -> Result<Vec<nimbus_core::ProvisionedConcurrencyConfig>> {
+        self.inner.list_provisioned_concurrency(name).await
+    }
+
+    async fn list_all_provisioned_concurrency(
+        &self,
+    ) -> Result<Vec<nimbus_core::ProvisionedConcurrencyConfig>> {
+        self.inner.list_all_provisioned_concurrency().await
+    }
+
+    async fn delete_provisioned_concurrency(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<bool> {
+        self.inner
+            .delete_provisioned_concurrency(name, qualifier)
+            .await
+    }
+
+    async fn set_provisioned_allocation(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+        allocated: u32,
+        status: nimbus_core::ProvisionedStatus,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        self.inner
+            .set_provisioned_allocation(name, qualifier, allocated, status, reason)
+            .await
     }
 }
 

@@ -1,5 +1,5 @@
 //! Nimbus' durable state: functions, their versions, aliases and tags, their code, invocation
-//! records, event invoke configurations and dead letters.
+//! records, event invoke configurations, provisioned concurrency and dead letters.
 //!
 //! One [`Store`] trait with two backends, picked by the database URL: the embedded SQLite
 //! file that `nimbus dev` uses, and Postgres for the distributed topology. Both pass the same
@@ -12,6 +12,7 @@
 mod cache;
 mod error;
 mod postgres;
+mod provisioned;
 mod records;
 mod rows;
 mod sql;
@@ -31,13 +32,15 @@ use nimbus_core::{
 pub use cache::{CachedStore, DEFAULT_FUNCTION_CACHE_TTL};
 pub use error::{Error, Result};
 pub use postgres::PostgresStore;
+pub use provisioned::ProvisionedConcurrency;
 pub use records::{RecordWriter, RecordWriterConfig, RecordWriterStats};
 pub use sqlite::SqliteStore;
 pub use versions::{FunctionVersions, resolve};
 
 #[async_trait::async_trait]
-/// Everything Nimbus keeps; versions, aliases and tags are in [`FunctionVersions`].
-pub trait Store: FunctionVersions + Send + Sync + 'static {
+/// Everything Nimbus keeps; versions, aliases and tags are in [`FunctionVersions`],
+/// provisioned concurrency in [`ProvisionedConcurrency`].
+pub trait Store: FunctionVersions + ProvisionedConcurrency + Send + Sync + 'static {
     /// Checks the database answers (readiness probes).
     async fn ping(&self) -> Result<()>;
 

@@ -479,6 +479,47 @@ mod tests {
     }
 
     #[async_trait::async_trait]
+    impl crate::ProvisionedConcurrency for MemoryStore {
+        async fn put_provisioned_concurrency(
+            &self,
+            _: &nimbus_core::ProvisionedConcurrencyConfig,
+        ) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_provisioned_concurrency(
+            &self,
+            _: &FunctionName,
+            _: &str,
+        ) -> Result<Option<nimbus_core::ProvisionedConcurrencyConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_provisioned_concurrency(
+            &self,
+            _: &FunctionName,
+        ) -> Result<Vec<nimbus_core::ProvisionedConcurrencyConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_all_provisioned_concurrency(
+            &self,
+        ) -> Result<Vec<nimbus_core::ProvisionedConcurrencyConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_provisioned_concurrency(&self, _: &FunctionName, _: &str) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn set_provisioned_allocation(
+            &self,
+            _: &FunctionName,
+            _: &str,
+            _: u32,
+            _: nimbus_core::ProvisionedStatus,
+            _: Option<&str>,
+        ) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+    }
+
+    #[async_trait::async_trait]
     impl Store for MemoryStore {
         async fn ping(&self) -> Result<()> {
             Ok(())

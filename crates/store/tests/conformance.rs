@@ -12,7 +12,8 @@ use nimbus_core::function::LATEST;
 use nimbus_core::{
     Alias, Attempt, CodeSha256, Cursor, DeadLetter, DeadLetterFilter, DeadLetterReason,
     EventInvokeConfig, FunctionConfig, FunctionName, InvocationFilter, InvocationRecord,
-    InvocationStatus, InvocationType, RedriveMark, RequestId, Runtime,
+    InvocationStatus, InvocationType, ProvisionedConcurrencyConfig, ProvisionedStatus, RedriveMark,
+    RequestId, Runtime,
 };
 use nimbus_store::{Error, RecordWriter, RecordWriterConfig, Store};
 use sqlx::Connection as _;
@@ -1227,6 +1228,151 @@ async fn tags_belong_to_their_function(store: Arc<dyn Store>) {
     assert_eq!(store.get_tags(&name("nope")).await.unwrap(), None);
 }
 
+fn provisioned(function: &str, qualifier: &str, requested: u32) -> ProvisionedConcurrencyConfig {
+    ProvisionedConcurrencyConfig {
+        function_name: name(function),
+        qualifier: qualifier.to_owned(),
+        requested,
+        allocated: 0,
+        status: ProvisionedStatus::InProgress,
+        status_reason: None,
+        last_modified: OffsetDateTime::now_utc()
+            .replace_nanosecond(654_321_000)
+            .unwrap(),
+    }
+}
+
+async fn provisioned_concurrency_upserts_allocates_and_deletes(store: Arc<dyn Store>) {
+    let code = with_code(store.as_ref()).await;
+    store.create_function(&function("f", &code)).await.unwrap();
+    store.create_function(&function("g", &code)).await.unwrap();
+    assert_eq!(
+        store
+            .get_provisioned_concurrency(&name("f"), "1")
+            .await
+            .unwrap(),
+        None
+    );
+    let live = provisioned("f", "live", 2);
+    store.put_provisioned_concurrency(&live).await.unwrap();
+    store
+        .put_provisioned_concurrency(&provisioned("f", "1", 1))
+        .await
+        .unwrap();
+    store
+        .put_provisioned_concurrency(&provisioned("g", "3", 4))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_provisioned_concurrency(&name("f"), "live")
+            .await
+            .unwrap(),
+        Some(live.clone())
+    );
+    let qualifiers = |configs: Vec<ProvisionedConcurrencyConfig>| {
+        configs
+            .into_iter()
+            .map(|c| format!("{}:{}", c.function_name, c.qualifier))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        qualifiers(
+            store
+                .list_provisioned_concurrency(&name("f"))
+                .await
+                .unwrap()
+        ),
+        ["f:1", "f:live"]
+    );
+    assert_eq!(
+        qualifiers(store.list_all_provisioned_concurrency().await.unwrap()),
+        ["f:1", "f:live", "g:3"]
+    );
+
+    // The invoker's write-back leaves the request and its time alone.
+    assert!(
+        store
+            .set_provisioned_allocation(&name("f"), "live", 2, ProvisionedStatus::Ready, None)
+            .await
+            .unwrap()
+    );
+    let ready = store
+        .get_provisioned_concurrency(&name("f"), "live")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ready,
+        ProvisionedConcurrencyConfig {
+            allocated: 2,
+            status: ProvisionedStatus::Ready,
+            ..live.clone()
+        }
+    );
+    assert!(
+        store
+            .set_provisioned_allocation(
+                &name("f"),
+                "1",
+                0,
+                ProvisionedStatus::Failed,
+                Some("cannot start")
+            )
+            .await
+            .unwrap()
+    );
+    let failed = store
+        .get_provisioned_concurrency(&name("f"), "1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, ProvisionedStatus::Failed);
+    assert_eq!(failed.status_reason.as_deref(), Some("cannot start"));
+    assert!(
+        !store
+            .set_provisioned_allocation(&name("f"), "9", 1, ProvisionedStatus::Ready, None)
+            .await
+            .unwrap()
+    );
+
+    // A new request replaces the old one, allocation included.
+    let more = provisioned("f", "live", 5);
+    store.put_provisioned_concurrency(&more).await.unwrap();
+    assert_eq!(
+        store
+            .get_provisioned_concurrency(&name("f"), "live")
+            .await
+            .unwrap(),
+        Some(more)
+    );
+
+    assert!(
+        store
+            .delete_provisioned_concurrency(&name("f"), "1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_provisioned_concurrency(&name("f"), "1")
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store
+            .put_provisioned_concurrency(&provisioned("nope", "1", 1))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Deleting the function deletes its configurations.
+    assert!(store.delete_function(&name("g")).await.unwrap());
+    assert_eq!(
+        qualifiers(store.list_all_provisioned_concurrency().await.unwrap()),
+        ["f:live"]
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1276,6 +1422,7 @@ conformance!(
     versions_are_numbered_snapshots,
     aliases_round_trip_and_compare_revisions,
     tags_belong_to_their_function,
+    provisioned_concurrency_upserts_allocates_and_deletes,
 );
 
 #[tokio::test]

@@ -12,5 +12,6 @@ mod event_invoke_config;
 mod harness;
 mod invocation_list;
 mod invoke;
+mod provisioned;
 mod serve;
 mod versions;
