@@ -47,6 +47,20 @@ pub(crate) async fn put(
             ))
         })?;
     let current = load(&state, &name).await?;
+    let provisioned: u64 = state
+        .store()
+        .list_provisioned_concurrency(&name)
+        .await?
+        .iter()
+        .map(|config| u64::from(config.requested))
+        .sum();
+    if u64::from(reserved) < provisioned {
+        return Err(Error::InvalidParameterValue(format!(
+            "Specified ReservedConcurrentExecutions ({reserved}) for function is less than the \
+             function's provisioned concurrency ({provisioned})."
+        ))
+        .into());
+    }
     let others = reserved_by_others(&state, &name).await?;
     if u64::from(account)
         < u64::from(others) + u64::from(reserved) + u64::from(MIN_UNRESERVED_CONCURRENCY)

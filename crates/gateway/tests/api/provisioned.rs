@@ -215,4 +215,20 @@ async fn provisioned_concurrency_stays_within_reserved_concurrency() {
     // Replacing a config counts its new value, not the old one.
     assert_eq!(put(&gateway, "fn", "1", json!(1)).await.status, 202);
     assert_eq!(put(&gateway, "fn", "live", json!(2)).await.status, 202);
+
+    // Nor can reserved concurrency drop below what is provisioned.
+    gateway
+        .put_json(
+            "/2017-10-31/functions/fn/concurrency",
+            &json!({"ReservedConcurrentExecutions": 2}),
+        )
+        .await
+        .assert_error(400, "InvalidParameterValueException");
+    let reserved = gateway
+        .put_json(
+            "/2017-10-31/functions/fn/concurrency",
+            &json!({"ReservedConcurrentExecutions": 4}),
+        )
+        .await;
+    assert_eq!(reserved.status, 200, "{}", reserved.text());
 }
