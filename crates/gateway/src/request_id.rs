@@ -1,10 +1,12 @@
 //! Gives every request a [`RequestId`]: handlers find it in the request's extensions (the
 //! invoke uses it as the invocation's id), every log line of the request carries it, and every
-//! response, error or not, returns it in `x-amzn-RequestId`. A `413` closes the connection. The request's span continues the
+//! response, error or not, returns it in `x-amzn-RequestId`. An error answered to a request
+//! with a body closes the connection (the body may be unread). The request's span continues the
 //! caller's trace when the request carries a W3C `traceparent`.
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Version, header};
+use axum::body::HttpBody as _;
 use axum::middleware::Next;
 use axum::response::Response;
 use nimbus_core::RequestId;
@@ -30,13 +32,18 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
         nimbus_telemetry::trace::set_parent(&span, parent);
     }
     nimbus_telemetry::trace::record_trace_id(&span);
+    let carries_body = !request.body().is_end_stream();
+    let version = request.version();
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::try_from(id.to_string()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    // A body too large is refused unread, so the rest of it is still on the connection:
-    // tell the client not to send another request there (the server closes it).
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    // An error may be answered before the request's body is read (a body too large, an
+    // unknown function): the rest of it is then still on the connection, which the server
+    // closes. Say so, or an HTTP/1.1 client reuses it and its next request is lost.
+    let may_be_unread = response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        || (carries_body && (response.status().is_client_error() || response.status().is_server_error()));
+    if may_be_unread && version <= Version::HTTP_11 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

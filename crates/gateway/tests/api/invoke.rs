@@ -347,3 +347,21 @@ async fn records_are_looked_up_by_a_well_formed_id() {
         .await
         .assert_error(400, "InvalidParameterValueException");
 }
+
+#[tokio::test]
+async fn an_error_answered_before_the_body_is_read_closes_the_connection() {
+    let gateway = Gateway::start().await;
+    gateway.create("here").await;
+    // Unknown function: answered before the payload is read, so the connection must go.
+    let missing = gateway.invoke("missing", "{}").await;
+    missing.assert_error(404, "ResourceNotFoundException");
+    assert_eq!(missing.header("connection"), Some("close"));
+    // A served request keeps its connection for the next one.
+    let served = gateway.invoke("here", "{}").await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(served.header("connection"), None);
+    // A bodiless request's error leaves nothing unread.
+    let listed = gateway.get(&format!("{FUNCTIONS}/missing")).await;
+    listed.assert_error(404, "ResourceNotFoundException");
+    assert_eq!(listed.header("connection"), None);
+}
