@@ -4,9 +4,9 @@
 //! with a body closes the connection (the body may be unread). The request's span continues the
 //! caller's trace when the request carries a W3C `traceparent`.
 
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Version, header};
-use axum::body::HttpBody as _;
 use axum::middleware::Next;
 use axum::response::Response;
 use nimbus_core::RequestId;
@@ -42,7 +42,8 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
     // unknown function): the rest of it is then still on the connection, which the server
     // closes. Say so, or an HTTP/1.1 client reuses it and its next request is lost.
     let may_be_unread = response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        || (carries_body && (response.status().is_client_error() || response.status().is_server_error()));
+        || (carries_body
+            && (response.status().is_client_error() || response.status().is_server_error()));
     if may_be_unread && version <= Version::HTTP_11 {
         response
             .headers_mut()
