@@ -458,6 +458,7 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
+    /// The function: NAME, or NAME:VERSION / NAME:ALIAS to run a published version.
     pub name: String,
     /// The event: JSON text, or @FILE to read it from a file.
     #[arg(long, default_value = "{}")]
