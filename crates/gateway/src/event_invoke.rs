@@ -19,10 +19,9 @@ use crate::shapes::{
     ListFunctionEventInvokeConfigsResponse, ListFunctionsQuery,
 };
 use crate::state::AppState;
-use crate::{functions, versions};
+use crate::{functions, page, versions};
 
-/// `MaxItems` bounds of `ListFunctionEventInvokeConfigs`, from the service model.
-const DEFAULT_MAX_ITEMS: u32 = 50;
+/// `MaxItems` bound of `ListFunctionEventInvokeConfigs`, from the service model.
 const MAX_MAX_ITEMS: u32 = 50;
 
 /// `PutFunctionEventInvokeConfig`: `PUT`, replaces the whole configuration; members left out
@@ -97,27 +96,14 @@ pub(crate) async fn list_configs(
     FunctionRef(name): FunctionRef,
     LambdaQuery(query): LambdaQuery<ListFunctionsQuery>,
 ) -> Result<Json<ListFunctionEventInvokeConfigsResponse>, ApiError> {
-    let max_items = query.max_items.unwrap_or(DEFAULT_MAX_ITEMS);
-    if !(1..=MAX_MAX_ITEMS).contains(&max_items) {
-        return Err(Error::InvalidParameterValue(format!(
-            "1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy \
-             constraint: Member must have value between 1 and {MAX_MAX_ITEMS}"
-        ))
-        .into());
-    }
+    let page = page::size(query.max_items, MAX_MAX_ITEMS)?;
     functions::load(&state, &name).await?;
     let mut configs = state.store().list_event_invoke_configs(&name).await?;
     configs.sort_by(|(a, _), (b, _)| a.cmp(b));
     if let Some(marker) = &query.marker {
         configs.retain(|(qualifier, _)| qualifier > marker);
     }
-    let page = max_items as usize;
-    let next_marker = if configs.len() > page {
-        configs.truncate(page);
-        configs.last().map(|(qualifier, _)| qualifier.clone())
-    } else {
-        None
-    };
+    let next_marker = page::cut(&mut configs, page, |(qualifier, _)| qualifier.clone());
     let function_event_invoke_configs = configs
         .iter()
         .map(|(qualifier, config)| {

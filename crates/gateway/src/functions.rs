@@ -20,10 +20,10 @@ use crate::shapes::{
     UpdateFunctionConfigurationRequest,
 };
 use crate::state::AppState;
-use crate::{tags, versions};
+use crate::{page, tags, versions};
 
-const DEFAULT_MAX_ITEMS: u32 = 50;
-const MAX_MAX_ITEMS: u32 = 10_000;
+/// `MaxItems` bound of `ListFunctions` and `ListVersionsByFunction`, from the service model.
+pub(crate) const MAX_MAX_ITEMS: u32 = 10_000;
 /// How often an update without a caller's `RevisionId` is re-applied when it loses a race.
 const UPDATE_RETRIES: usize = 3;
 
@@ -150,7 +150,7 @@ pub(crate) async fn list_functions(
     State(state): State<AppState>,
     LambdaQuery(query): LambdaQuery<ListFunctionsQuery>,
 ) -> Result<Json<ListFunctionsResponse>, ApiError> {
-    let page = page_size(query.max_items)?;
+    let page = page::size(query.max_items, MAX_MAX_ITEMS)?;
     let after = query
         .marker
         .as_deref()
@@ -164,12 +164,7 @@ pub(crate) async fn list_functions(
         .store()
         .list_functions(after.as_ref(), page + 1)
         .await?;
-    let next_marker = if functions.len() > page {
-        functions.truncate(page);
-        functions.last().map(|f| f.name.to_string())
-    } else {
-        None
-    };
+    let next_marker = page::cut(&mut functions, page, |f| f.name.to_string());
     let functions = functions
         .iter()
         .map(|f| FunctionConfiguration::new(f, state.config()))
@@ -178,18 +173,6 @@ pub(crate) async fn list_functions(
         functions,
         next_marker,
     }))
-}
-
-/// How many items a page of a list holds: `MaxItems`, 50 by default, 1 to 10,000.
-pub(crate) fn page_size(max_items: Option<u32>) -> Result<usize, Error> {
-    let max_items = max_items.unwrap_or(DEFAULT_MAX_ITEMS);
-    if !(1..=MAX_MAX_ITEMS).contains(&max_items) {
-        return Err(Error::InvalidParameterValue(format!(
-            "1 validation error detected: Value '{max_items}' at 'maxItems' failed to satisfy \
-             constraint: Member must have value between 1 and {MAX_MAX_ITEMS}"
-        )));
-    }
-    Ok(max_items as usize)
 }
 
 /// `UpdateFunctionCode`: `PUT /2015-03-31/functions/{FunctionName}/code`.

@@ -16,6 +16,7 @@ mod extract;
 mod functions;
 mod invocations;
 mod invoke;
+mod page;
 mod payload;
 mod provisioned;
 mod request_id;

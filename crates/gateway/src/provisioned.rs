@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::extract::{LambdaJson, LambdaQuery, QualifiedFunctionRef};
 use crate::functions::load;
+use crate::page;
 use crate::shapes::last_modified;
 use crate::state::AppState;
 
@@ -181,14 +182,7 @@ async fn list(
     name: &FunctionName,
     query: GetQuery,
 ) -> Result<Json<ListResponse>, ApiError> {
-    let page = query.max_items.unwrap_or(MAX_LIST_ITEMS);
-    if !(1..=MAX_LIST_ITEMS).contains(&page) {
-        return Err(Error::InvalidParameterValue(format!(
-            "1 validation error detected: Value '{page}' at 'maxItems' failed to satisfy \
-             constraint: Member must have value between 1 and {MAX_LIST_ITEMS}"
-        ))
-        .into());
-    }
+    let page = page::size(query.max_items, MAX_LIST_ITEMS)?;
     load(state, name).await?;
     let mut configs: Vec<ProvisionedConcurrencyConfig> = state
         .store()
@@ -202,12 +196,7 @@ async fn list(
                 .is_none_or(|marker| config.qualifier > *marker)
         })
         .collect();
-    let next_marker = if configs.len() > page as usize {
-        configs.truncate(page as usize);
-        configs.last().map(|config| config.qualifier.clone())
-    } else {
-        None
-    };
+    let next_marker = page::cut(&mut configs, page, |config| config.qualifier.clone());
     let items = configs
         .iter()
         .map(|config| {

@@ -12,7 +12,8 @@ use nimbus_core::{Alias, Error, FunctionConfig, FunctionName};
 
 use crate::error::ApiError;
 use crate::extract::{FunctionRef, LambdaJson, LambdaQuery};
-use crate::functions::{check_revision, load, new_revision, page_size, required};
+use crate::functions::{MAX_MAX_ITEMS, check_revision, load, new_revision, required};
+use crate::page;
 use crate::shapes::{
     AliasConfiguration, AliasRequest, FunctionConfiguration, ListAliasesQuery, ListAliasesResponse,
     ListFunctionsQuery, ListVersionsResponse, PublishVersionRequest,
@@ -126,7 +127,7 @@ pub(crate) async fn list_versions(
     FunctionRef(name): FunctionRef,
     LambdaQuery(query): LambdaQuery<ListFunctionsQuery>,
 ) -> Result<Json<ListVersionsResponse>, ApiError> {
-    let page = page_size(query.max_items)?;
+    let page = page::size(query.max_items, MAX_MAX_ITEMS)?;
     let latest = load(&state, &name).await?;
     let after = query.marker.as_deref().map(version_marker).transpose()?;
     let mut versions = Vec::with_capacity(page + 1);
@@ -140,12 +141,7 @@ pub(crate) async fn list_versions(
             .list_function_versions(&name, after.unwrap_or(0), room)
             .await?,
     );
-    let next_marker = if versions.len() > page {
-        versions.truncate(page);
-        versions.last().map(|v| v.version.clone())
-    } else {
-        None
-    };
+    let next_marker = page::cut(&mut versions, page, |v| v.version.clone());
     let versions = versions
         .iter()
         .map(|v| FunctionConfiguration::new(v, state.config()))
@@ -299,7 +295,7 @@ pub(crate) async fn list_aliases(
     FunctionRef(name): FunctionRef,
     LambdaQuery(query): LambdaQuery<ListAliasesQuery>,
 ) -> Result<Json<ListAliasesResponse>, ApiError> {
-    let page = page_size(query.max_items)?;
+    let page = page::size(query.max_items, MAX_MAX_ITEMS)?;
     load(&state, &name).await?;
     let mut aliases: Vec<Alias> = state
         .store()
@@ -319,12 +315,7 @@ pub(crate) async fn list_aliases(
                 .is_none_or(|marker| alias.name > *marker)
         })
         .collect();
-    let next_marker = if aliases.len() > page {
-        aliases.truncate(page);
-        aliases.last().map(|alias| alias.name.clone())
-    } else {
-        None
-    };
+    let next_marker = page::cut(&mut aliases, page, |alias| alias.name.clone());
     Ok(Json(ListAliasesResponse {
         aliases: aliases
             .iter()
