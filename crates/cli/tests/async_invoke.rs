@@ -959,14 +959,15 @@ fn attempts_that_ran(spans: &[ReceivedSpan]) -> Vec<&ReceivedSpan> {
 async fn one_trace_follows_an_event_through_every_hop(platform: &Platform, otlp: &OtlpReceiver) {
     let _functions = Functions::deploy(platform);
     let (trace_id, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
-    let response = http()
-        .post(platform.invoke_url("flaky"))
-        .header("X-Amz-Invocation-Type", "Event")
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .body(r#"{"fail_attempts": 2}"#)
-        .send()
-        .await
-        .unwrap();
+    let traced = |trace_id: &str, body: &'static str| {
+        http()
+            .post(platform.invoke_url("flaky"))
+            .header("X-Amz-Invocation-Type", "Event")
+            .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+            .body(body)
+            .send()
+    };
+    let response = traced(trace_id, r#"{"fail_attempts": 2}"#).await.unwrap();
     assert_eq!(response.status(), 202);
     let request_id = response.headers()["x-amzn-RequestId"].to_str().unwrap();
     wait_for_status(platform, request_id, "succeeded").await;
@@ -1048,14 +1049,7 @@ async fn one_trace_follows_an_event_through_every_hop(platform: &Platform, otlp:
     }
 
     let dead_trace = "5b8aa5a2d2c872e8321cf37308d69df2";
-    let response = http()
-        .post(platform.invoke_url("flaky"))
-        .header("X-Amz-Invocation-Type", "Event")
-        .header("traceparent", format!("00-{dead_trace}-{caller_span}-01"))
-        .body(r#"{"fail_attempts": 9}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = traced(dead_trace, r#"{"fail_attempts": 9}"#).await.unwrap();
     assert_eq!(response.status(), 202);
     let request_id = response.headers()["x-amzn-RequestId"].to_str().unwrap();
     wait_for_status(platform, request_id, "dead_lettered").await;
