@@ -8,14 +8,17 @@
 
 pub mod alias;
 pub mod code;
+pub mod cors;
 pub mod dead_letter;
 pub mod error;
 pub mod event_invoke;
 pub mod function;
+pub mod function_url;
 pub mod invocation;
 pub mod invoker;
 pub mod limits;
 pub mod provisioned;
+pub mod route;
 pub mod sigv4;
 pub mod trace;
 
@@ -32,4 +35,7 @@ pub use invocation::{
     InvocationType, InvokeOutcome, InvokeRequest, RequestId,
 };
 pub use invoker::Invoker;
+pub use cors::Cors;
+pub use function_url::{AuthType, FunctionUrlConfig, InvokeMode};
+pub use route::{HttpRoute, RouteMatch, RoutePath, RouteTable};
 pub use provisioned::{ProvisionedConcurrencyConfig, ProvisionedStatus};
