@@ -18,7 +18,7 @@ use nimbus_core::{
 };
 use tokio::time::Instant;
 
-use crate::{FunctionVersions, ProvisionedConcurrency, Result, Store};
+use crate::{FunctionVersions, HttpTriggers, ProvisionedConcurrency, Result, Store};
 
 /// How long a configuration read from the database is reused by default.
 pub const DEFAULT_FUNCTION_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -439,5 +439,64 @@ impl Store for CachedStore {
 
     async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<u64> {
         self.inner.purge_dead_letters(filter).await
+    }
+}
+
+/// Not cached: the gateway keeps its own compiled route table and URL lookups
+/// (`nimbus_gateway`'s trigger cache), refreshed on the same TTL.
+#[async_trait::async_trait]
+impl HttpTriggers for CachedStore {
+    async fn create_function_url(&self, config: &nimbus_core::FunctionUrlConfig) -> Result<()> {
+        self.inner.create_function_url(config).await
+    }
+
+    async fn update_function_url(&self, config: &nimbus_core::FunctionUrlConfig) -> Result<bool> {
+        self.inner.update_function_url(config).await
+    }
+
+    async fn get_function_url(
+        &self,
+        name: &FunctionName,
+        qualifier: Option<&str>,
+    ) -> Result<Option<nimbus_core::FunctionUrlConfig>> {
+        self.inner.get_function_url(name, qualifier).await
+    }
+
+    async fn get_function_url_by_id(
+        &self,
+        url_id: &str,
+    ) -> Result<Option<nimbus_core::FunctionUrlConfig>> {
+        self.inner.get_function_url_by_id(url_id).await
+    }
+
+    async fn list_function_urls(
+        &self,
+        name: &FunctionName,
+    ) -> Result<Vec<nimbus_core::FunctionUrlConfig>> {
+        self.inner.list_function_urls(name).await
+    }
+
+    async fn delete_function_url(
+        &self,
+        name: &FunctionName,
+        qualifier: Option<&str>,
+    ) -> Result<bool> {
+        self.inner.delete_function_url(name, qualifier).await
+    }
+
+    async fn create_route(&self, route: &nimbus_core::HttpRoute) -> Result<()> {
+        self.inner.create_route(route).await
+    }
+
+    async fn get_route(&self, route_id: &str) -> Result<Option<nimbus_core::HttpRoute>> {
+        self.inner.get_route(route_id).await
+    }
+
+    async fn list_routes(&self) -> Result<Vec<nimbus_core::HttpRoute>> {
+        self.inner.list_routes().await
+    }
+
+    async fn delete_route(&self, route_id: &str) -> Result<bool> {
+        self.inner.delete_route(route_id).await
     }
 }

@@ -1,5 +1,6 @@
 //! Nimbus' durable state: functions, their versions, aliases and tags, their code, invocation
-//! records, event invoke configurations, provisioned concurrency and dead letters.
+//! records, event invoke configurations, provisioned concurrency, HTTP triggers (function
+//! URLs and routes) and dead letters.
 //!
 //! One [`Store`] trait with two backends, picked by the database URL: the embedded SQLite
 //! file that `nimbus dev` uses, and Postgres for the distributed topology. Both pass the same
@@ -19,6 +20,7 @@ mod sql;
 mod sqlite;
 mod sync;
 mod timestamp;
+mod triggers;
 mod versions;
 
 use std::sync::Arc;
@@ -35,12 +37,16 @@ pub use postgres::PostgresStore;
 pub use provisioned::ProvisionedConcurrency;
 pub use records::{RecordWriter, RecordWriterConfig, RecordWriterStats};
 pub use sqlite::SqliteStore;
+pub use triggers::HttpTriggers;
 pub use versions::{FunctionVersions, resolve};
 
 #[async_trait::async_trait]
 /// Everything Nimbus keeps; versions, aliases and tags are in [`FunctionVersions`],
-/// provisioned concurrency in [`ProvisionedConcurrency`].
-pub trait Store: FunctionVersions + ProvisionedConcurrency + Send + Sync + 'static {
+/// provisioned concurrency in [`ProvisionedConcurrency`], function URLs and routes in
+/// [`HttpTriggers`].
+pub trait Store:
+    FunctionVersions + ProvisionedConcurrency + HttpTriggers + Send + Sync + 'static
+{
     /// Checks the database answers (readiness probes).
     async fn ping(&self) -> Result<()>;
 

@@ -33,3 +33,4 @@ impl PostgresStore {
 crate::sql::sql_store!(PostgresStore, sqlx::Postgres);
 crate::versions::sql_versions!(PostgresStore, sqlx::Postgres);
 crate::provisioned::sql_provisioned!(PostgresStore);
+crate::triggers::sql_triggers!(PostgresStore);

@@ -65,3 +65,4 @@ fn is_in_memory(url: &str) -> bool {
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite);
 crate::versions::sql_versions!(SqliteStore, sqlx::Sqlite);
 crate::provisioned::sql_provisioned!(SqliteStore);
+crate::triggers::sql_triggers!(SqliteStore);

@@ -10,10 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use nimbus_core::function::LATEST;
 use nimbus_core::{
-    Alias, Attempt, CodeSha256, Cursor, DeadLetter, DeadLetterFilter, DeadLetterReason,
-    EventInvokeConfig, FunctionConfig, FunctionName, InvocationFilter, InvocationRecord,
-    InvocationStatus, InvocationType, ProvisionedConcurrencyConfig, ProvisionedStatus, RedriveMark,
-    RequestId, Runtime,
+    Alias, Attempt, AuthType, CodeSha256, Cors, Cursor, DeadLetter, DeadLetterFilter,
+    DeadLetterReason, EventInvokeConfig, FunctionConfig, FunctionName, FunctionUrlConfig,
+    HttpRoute, InvocationFilter, InvocationRecord, InvocationStatus, InvocationType, InvokeMode,
+    ProvisionedConcurrencyConfig, ProvisionedStatus, RedriveMark, RequestId, RoutePath, Runtime,
 };
 use nimbus_store::{Error, RecordWriter, RecordWriterConfig, Store};
 use sqlx::Connection as _;
@@ -1373,6 +1373,143 @@ async fn provisioned_concurrency_upserts_allocates_and_deletes(store: Arc<dyn St
     );
 }
 
+fn function_url(function: &str, qualifier: Option<&str>) -> FunctionUrlConfig {
+    let at = OffsetDateTime::now_utc()
+        .replace_nanosecond(123_456_000)
+        .unwrap();
+    FunctionUrlConfig {
+        url_id: FunctionUrlConfig::new_url_id(),
+        function_name: name(function),
+        qualifier: qualifier.map(str::to_owned),
+        auth_type: AuthType::None,
+        cors: Some(Cors {
+            allow_origins: Some(vec!["https://app.example".to_owned()]),
+            allow_methods: Some(vec!["GET".to_owned()]),
+            max_age: Some(60),
+            ..Cors::default()
+        }),
+        invoke_mode: InvokeMode::Buffered,
+        created_at: at,
+        last_modified: at,
+    }
+}
+
+async fn function_urls_round_trip_and_belong_to_their_function(store: Arc<dyn Store>) {
+    let code = with_code(store.as_ref()).await;
+    store.create_function(&function("f", &code)).await.unwrap();
+    let plain = function_url("f", None);
+    let live = function_url("f", Some("live"));
+    store.create_function_url(&plain).await.unwrap();
+    store.create_function_url(&live).await.unwrap();
+    assert!(matches!(
+        store.create_function_url(&function_url("f", None)).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_function_url(&function_url("nope", None)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        store.get_function_url(&name("f"), None).await.unwrap(),
+        Some(plain.clone())
+    );
+    assert_eq!(
+        store.get_function_url_by_id(&live.url_id).await.unwrap(),
+        Some(live.clone())
+    );
+    assert_eq!(store.get_function_url_by_id("0").await.unwrap(), None);
+    let listed = store.list_function_urls(&name("f")).await.unwrap();
+    assert_eq!(listed, [plain.clone(), live.clone()]);
+
+    let updated = FunctionUrlConfig {
+        auth_type: AuthType::AwsIam,
+        cors: None,
+        last_modified: plain.last_modified + time::Duration::seconds(5),
+        ..plain.clone()
+    };
+    assert!(store.update_function_url(&updated).await.unwrap());
+    assert_eq!(
+        store.get_function_url(&name("f"), None).await.unwrap(),
+        Some(updated)
+    );
+    assert!(
+        !store
+            .update_function_url(&function_url("f", Some("gone")))
+            .await
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .delete_function_url(&name("f"), Some("live"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_function_url(&name("f"), Some("live"))
+            .await
+            .unwrap()
+    );
+    store.delete_function(&name("f")).await.unwrap();
+    assert_eq!(
+        store.get_function_url_by_id(&plain.url_id).await.unwrap(),
+        None
+    );
+}
+
+fn route(method: &str, path: &str, function: &str) -> HttpRoute {
+    HttpRoute {
+        route_id: HttpRoute::new_route_id(),
+        method: method.to_owned(),
+        path: RoutePath::parse(path).unwrap(),
+        function_name: name(function),
+        qualifier: Some("live".to_owned()),
+        invocation_type: InvocationType::Event,
+        integration_timeout: Duration::from_millis(2500),
+        auth_type: AuthType::AwsIam,
+        cors: None,
+        created_at: OffsetDateTime::now_utc().replace_nanosecond(7_000).unwrap(),
+    }
+}
+
+async fn routes_conflict_on_method_and_path_shape(store: Arc<dyn Store>) {
+    let by_id = route("GET", "/orders/{id}", "getOrder");
+    let put = route("PUT", "/orders/{id}", "putOrder");
+    let any = route("ANY", "/{proxy+}", "fallback");
+    for r in [&by_id, &put, &any] {
+        store.create_route(r).await.unwrap();
+    }
+    // The same method and path, whatever the parameter is called.
+    assert!(matches!(
+        store
+            .create_route(&route("GET", "/orders/{orderId}", "other"))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_route(&by_id.route_id).await.unwrap(),
+        Some(by_id.clone())
+    );
+    let listed: Vec<String> = store
+        .list_routes()
+        .await
+        .unwrap()
+        .iter()
+        .map(HttpRoute::route_key)
+        .collect();
+    assert_eq!(
+        listed,
+        ["GET /orders/{id}", "PUT /orders/{id}", "ANY /{proxy+}"]
+    );
+    assert!(store.delete_route(&by_id.route_id).await.unwrap());
+    assert!(!store.delete_route(&by_id.route_id).await.unwrap());
+    store
+        .create_route(&route("GET", "/orders/{orderId}", "other"))
+        .await
+        .unwrap();
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1423,6 +1560,8 @@ conformance!(
     aliases_round_trip_and_compare_revisions,
     tags_belong_to_their_function,
     provisioned_concurrency_upserts_allocates_and_deletes,
+    function_urls_round_trip_and_belong_to_their_function,
+    routes_conflict_on_method_and_path_shape,
 );
 
 #[tokio::test]
