@@ -55,7 +55,7 @@ struct Claim {
     expires_secs: Option<u64>,
 }
 
-async fn verified(
+pub(crate) async fn verified(
     config: &GatewayConfig,
     request: Request,
     now: OffsetDateTime,

@@ -111,7 +111,17 @@ async fn invoke_async(
 
     let mut event = QueuedEvent::new(request_id, name, qualifier, payload);
     event.callback_url = callback_url;
-    // Each attempt continues the trace from here, across the queue.
+    enqueue(state, event, headers).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Puts an accepted event on the queue, then records it `queued`: what `Invoke` and the
+/// asynchronous HTTP routes share. Each attempt continues the trace from here.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    mut event: QueuedEvent,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let span = tracing::info_span!("enqueue");
     event.trace_context =
         nimbus_telemetry::trace::traceparent(&span).or_else(|| trace_context(headers));
@@ -129,7 +139,7 @@ async fn invoke_async(
     )
     .increment(1);
     tracing::debug!(function = %event.function_name, "event queued");
-    Ok(StatusCode::ACCEPTED.into_response())
+    Ok(())
 }
 
 /// `X-Nimbus-Callback-Url`: where the worker POSTs the record once the invocation ends. It
@@ -210,8 +220,6 @@ async fn invoke_sync(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
 
-    let created_at = OffsetDateTime::now_utc();
-    let function_version = function.version.clone();
     let request = InvokeRequest {
         request_id,
         function,
@@ -220,6 +228,26 @@ async fn invoke_sync(
         want_log_tail: options.want_log_tail,
         trace_id: options.trace_id,
     };
+    let outcome = run_sync(state, request).await?;
+    tracing::debug!(
+        function_error = outcome.function_error.map(|e| e.as_str()),
+        duration_ms = outcome.duration.as_secs_f64() * 1000.0,
+        "invocation finished"
+    );
+    respond(outcome, options.want_log_tail)
+}
+
+/// Runs one synchronous invocation of a resolved function, counts it and records it: what
+/// `Invoke` and the synchronous HTTP triggers share. The record is written before this
+/// returns, so that it can be looked up as soon as the caller has the request id.
+pub(crate) async fn run_sync(
+    state: &AppState,
+    request: InvokeRequest,
+) -> Result<InvokeOutcome, Error> {
+    let created_at = OffsetDateTime::now_utc();
+    let request_id = request.request_id;
+    let name = request.function.name.clone();
+    let function_version = request.function.version.clone();
     let started = std::time::Instant::now();
     let result = state.invoker().invoke(request).await;
     observe_sync(&name, &result, started.elapsed());
@@ -231,15 +259,8 @@ async fn invoke_sync(
         OffsetDateTime::now_utc(),
         &result,
     );
-    // Before answering, so that the record can be looked up as soon as the caller has the id.
     state.records().record(record).await;
-    let outcome = result?;
-    tracing::debug!(
-        function_error = outcome.function_error.map(|e| e.as_str()),
-        duration_ms = outcome.duration.as_secs_f64() * 1000.0,
-        "invocation finished"
-    );
-    respond(outcome, options.want_log_tail)
+    result
 }
 
 /// Counts a synchronous invocation by how it ended, and times it.

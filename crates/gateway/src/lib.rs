@@ -1,10 +1,12 @@
 //! Nimbus' public HTTP API: the AWS Lambda REST API (`/2015-03-31/functions...`, invoke
 //! included, sync and `Event`, and the `/2019-09-25` event invoke configuration), shaped as
 //! botocore's service model says so that unmodified AWS CLIs and SDKs work against it, and the
-//! `/nimbus/v1` extensions (invocation records, dead letters, code download).
+//! `/nimbus/v1` extensions (invocation records, dead letters, routes, code download), and
+//! the HTTP triggers: function URLs and API-Gateway-style routes.
 //!
-//! Build an [`AppState`], turn it into a [`router`], and run it with [`serve`]. The routes
-//! are listed in `docs/api.md`.
+//! Build an [`AppState`], turn it into a [`router`] (and, for routes on a listener of their
+//! own, a [`routes_router`]), and run it with [`serve`]. The routes are listed in
+//! `docs/api.md`.
 
 mod auth;
 mod code;
@@ -13,13 +15,16 @@ mod dead_letters;
 mod error;
 mod event_invoke;
 mod extract;
+mod function_urls;
 mod functions;
+mod http_trigger;
 mod invocations;
 mod invoke;
 mod page;
 mod payload;
 mod provisioned;
 mod request_id;
+mod routes;
 mod shapes;
 mod state;
 mod tags;
@@ -33,7 +38,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
-pub use state::{AppState, GatewayConfig};
+pub use http_trigger::validate_routes_prefix;
+pub use state::{AppState, DEFAULT_ROUTES_PREFIX, GatewayConfig};
 
 use crate::error::ApiError;
 
@@ -42,7 +48,8 @@ pub const MAX_CONTROL_BODY_BYTES: usize = 70_167_211;
 
 /// The gateway's routes, with the request-id middleware and Lambda-shaped fallbacks.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes_prefix = state.config().routes_prefix.clone();
+    let api = Router::new()
         // botocore asks for `ListFunctions` with a trailing slash; other clients do not.
         .route(
             "/2015-03-31/functions",
@@ -144,6 +151,22 @@ pub fn router(state: AppState) -> Router {
             "/nimbus/v1/dead-letters/{RequestId}/redrive",
             post(dead_letters::redrive_one),
         )
+        .route(
+            "/2021-10-31/functions/{FunctionName}/url",
+            get(function_urls::get)
+                .post(function_urls::create)
+                .put(function_urls::update)
+                .delete(function_urls::delete),
+        )
+        .route(
+            "/2021-10-31/functions/{FunctionName}/urls",
+            get(function_urls::list),
+        )
+        .route("/nimbus/v1/routes", get(routes::list).post(routes::create))
+        .route(
+            "/nimbus/v1/routes/{RouteId}",
+            get(routes::get).delete(routes::delete),
+        )
         .route("/nimbus/v1/code/{CodeSha256}", get(code::download))
         // Must follow the routes: it applies to those already added.
         .method_not_allowed_fallback(method_not_allowed)
@@ -155,7 +178,17 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ))
+        ));
+    // After the SigV4 layer: a trigger authenticates by its own auth type.
+    http_trigger::add_to(api, routes_prefix.as_deref())
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+/// The HTTP routes at the root of a listener of their own (and the function URLs under
+/// `/lambda-url/`), without the Lambda API.
+pub fn routes_router(state: AppState) -> Router {
+    http_trigger::standalone(Router::new())
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
@@ -175,7 +208,9 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
+    // The peer's address is the `sourceIp` of HTTP trigger events.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

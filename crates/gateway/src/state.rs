@@ -1,5 +1,5 @@
 //! What every handler shares: the store, the invoker, the event queue, the DLQ service, the
-//! invocation record writer and the gateway's configuration.
+//! invocation record writer, the gateway's configuration and its cache of HTTP triggers.
 
 use std::sync::Arc;
 
@@ -7,6 +7,11 @@ use nimbus_core::sigv4::Credentials;
 use nimbus_core::{DeadLetters, FunctionName, Invoker, limits};
 use nimbus_queue::EventQueue;
 use nimbus_store::{RecordWriter, Store};
+
+use crate::http_trigger::TriggerCache;
+
+/// Where HTTP routes are served on the gateway's port unless configured otherwise.
+pub const DEFAULT_ROUTES_PREFIX: &str = "/api";
 
 /// The gateway's settings, validated by the binary that builds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +30,12 @@ pub struct GatewayConfig {
     /// The keys requests must be signed with (AWS Signature Version 4); with none, requests
     /// are not authenticated.
     pub credentials: Vec<Credentials>,
+    /// Where HTTP routes are served on the gateway's port (`/api` serves `GET /orders` at
+    /// `/api/orders`); `None` serves them only on a listener of their own.
+    pub routes_prefix: Option<String>,
+    /// The address callers reach the gateway at (`https://fn.example.com`), used in the
+    /// `FunctionUrl` of function URLs; without it, the `Host` of the request that asks.
+    pub public_url: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -36,6 +47,8 @@ impl Default for GatewayConfig {
             account_id: "000000000000".to_owned(),
             account_concurrency: 1000,
             credentials: Vec::new(),
+            routes_prefix: Some(DEFAULT_ROUTES_PREFIX.to_owned()),
+            public_url: None,
         }
     }
 }
@@ -69,6 +82,7 @@ struct Shared {
     dead_letters: Arc<dyn DeadLetters>,
     records: RecordWriter,
     config: GatewayConfig,
+    triggers: TriggerCache,
 }
 
 impl AppState {
@@ -90,6 +104,7 @@ impl AppState {
                 dead_letters,
                 records,
                 config,
+                triggers: TriggerCache::new(nimbus_store::DEFAULT_FUNCTION_CACHE_TTL),
             }),
         }
     }
@@ -116,5 +131,9 @@ impl AppState {
 
     pub(crate) fn config(&self) -> &GatewayConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn triggers(&self) -> &TriggerCache {
+        &self.inner.triggers
     }
 }
