@@ -50,6 +50,9 @@ pub enum Command {
     /// Look up invocation records.
     #[command(subcommand, visible_alias = "invocation")]
     Invocations(InvocationCommand),
+    /// Declare, list and remove HTTP routes (a method and path mapped to a function).
+    #[command(subcommand)]
+    Route(RouteCommand),
     /// Measure sync invoke latency and throughput against a loopback HTTP echo.
     Bench(BenchArgs),
 }
@@ -80,6 +83,9 @@ pub struct DevArgs {
     pub gateway: GatewayLimits,
 
     #[command(flatten)]
+    pub triggers: TriggerArgs,
+
+    #[command(flatten)]
     pub auth: AuthArgs,
 
     #[command(flatten)]
@@ -106,6 +112,9 @@ pub struct GatewayArgs {
 
     #[command(flatten)]
     pub limits: GatewayLimits,
+
+    #[command(flatten)]
+    pub triggers: TriggerArgs,
 
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -351,6 +360,46 @@ pub struct GatewayLimits {
     pub account_concurrency: u32,
 }
 
+/// Where the gateway serves HTTP triggers: routes and function URLs.
+#[derive(Debug, Clone, Args)]
+pub struct TriggerArgs {
+    /// Path prefix under which routes are served on the API's port (`/api` serves
+    /// `GET /orders` at `/api/orders`); an empty value serves them only on --routes-listen.
+    #[arg(long, env = "NIMBUS_ROUTES_PREFIX", default_value = nimbus_gateway::DEFAULT_ROUTES_PREFIX)]
+    pub routes_prefix: String,
+
+    /// A second address that serves the routes at its root (and function URLs under
+    /// /lambda-url/), without the Lambda API.
+    #[arg(long, env = "NIMBUS_ROUTES_LISTEN")]
+    pub routes_listen: Option<SocketAddr>,
+
+    /// The address callers reach the gateway at (e.g. https://fn.example.com), used in the
+    /// FunctionUrl of function URLs; by default the Host the request was sent to.
+    #[arg(long, env = "NIMBUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl Default for TriggerArgs {
+    fn default() -> Self {
+        Self {
+            routes_prefix: nimbus_gateway::DEFAULT_ROUTES_PREFIX.to_owned(),
+            routes_listen: None,
+            public_url: None,
+        }
+    }
+}
+
+impl TriggerArgs {
+    /// The validated prefix, `None` when empty.
+    pub fn routes_prefix(&self) -> anyhow::Result<Option<String>> {
+        if self.routes_prefix.is_empty() {
+            return Ok(None);
+        }
+        nimbus_gateway::validate_routes_prefix(&self.routes_prefix).map_err(anyhow::Error::msg)?;
+        Ok(Some(self.routes_prefix.clone()))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InvokerArgs {
     /// Address the gRPC service listens on.
@@ -407,6 +456,55 @@ pub struct EndpointArgs {
     /// The gateway to talk to.
     #[arg(long, env = "NIMBUS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Map METHOD PATH to FUNCTION: `nimbus route add GET /orders/{id} getOrder`.
+    Add(RouteAddArgs),
+    /// List the routes.
+    #[command(visible_alias = "ls")]
+    List(EndpointArgs),
+    /// Remove a route, by its id or by METHOD PATH.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// The route's id (as `route list` shows it), or its method followed by its path.
+        #[arg(required = true, num_args = 1..=2)]
+        route: Vec<String>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RouteAddArgs {
+    /// An HTTP method (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS) or ANY.
+    pub method: String,
+    /// The path: literal segments, `{name}` parameters and a last greedy `{name+}`.
+    pub path: String,
+    /// The function the route runs, optionally as NAME:VERSION or NAME:ALIAS.
+    pub function: String,
+    /// Queue the request as an event and answer 202 at once (the caller may still ask for a
+    /// synchronous run with `X-Amz-Invocation-Type: RequestResponse`).
+    #[arg(long = "async")]
+    pub run_async: bool,
+    /// How long a synchronous request waits for the function before a 504.
+    #[arg(long, default_value = "29s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// NONE, or AWS_IAM to take only requests signed with the gateway's keys.
+    #[arg(long, default_value = "NONE")]
+    pub auth: String,
+    /// Allow cross-origin requests from this origin (or `*`); repeat for more.
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
+    /// Methods cross-origin requests may use (default: the route's).
+    #[arg(long = "cors-method")]
+    pub cors_methods: Vec<String>,
+    /// Headers cross-origin requests may send.
+    #[arg(long = "cors-header")]
+    pub cors_headers: Vec<String>,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,8 +25,8 @@ use nimbus_core::{FunctionName, RequestId};
 use nimbus_queue::QueuedEvent;
 use nimbus_queue_worker::WorkerConfig;
 
-use crate::args::{BenchArgs, GatewayLimits, QueueArgs};
-use crate::serve::{InProcessPlatform, invoker_config, redis_queue};
+use crate::args::{BenchArgs, GatewayLimits, QueueArgs, TriggerArgs};
+use crate::serve::{InProcessPlatform, gateway_config, invoker_config, redis_queue};
 
 /// Goals from the foundation issue, on a 2-core machine with warm instances.
 const GOAL_P50_RATIO_AT_ONE_CLIENT: f64 = 3.0;
@@ -68,9 +68,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         &database_url,
         queue,
         invoker_config(data_dir.path(), &limits.region, &args.instances),
-        &limits,
-        // The benchmark's own loopback platform: nobody else calls it.
-        Vec::new(),
+        // The benchmark's own loopback platform: nobody else calls it, so no keys.
+        gateway_config(&limits, &TriggerArgs::default(), Vec::new())?,
+        limits.function_cache_ttl,
         // As many events at once as the sync clients, so both use the same warm instances.
         WorkerConfig {
             max_inflight: max_clients,

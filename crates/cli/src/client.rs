@@ -236,6 +236,11 @@ impl LambdaClient {
         self.call(method, &path, None).await
     }
 
+    /// `POST` of a JSON body to `path` (under the endpoint).
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
     pub async fn invocation_record(&self, request_id: &str) -> anyhow::Result<Value> {
         self.call(
             Method::GET,

@@ -1,16 +1,17 @@
 //! The client commands (`nimbus fn ...`, `nimbus invoke`, `nimbus invocations ...`,
-//! `nimbus dlq list|show|redrive|purge`): thin
+//! `nimbus route add|list|rm`, `nimbus dlq list|show|redrive|purge`): thin
 //! wrappers over the gateway's HTTP API that print what it answered.
 
 use std::io::Write as _;
 
 use anyhow::{Context as _, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use reqwest::Method;
 
 use crate::args::{
     DeadLetterFilterArgs, DeployArgs, DlqCommand, FunctionCommand, InvocationCommand, InvokeArgs,
+    RouteCommand,
 };
 use crate::client::{FunctionSettings, LambdaClient};
 use crate::package;
@@ -161,6 +162,101 @@ pub async fn invocations(command: InvocationCommand) -> anyhow::Result<()> {
                 );
             }
             print_next(&page, "nimbus invocations list --next");
+            Ok(())
+        }
+    }
+}
+
+pub async fn route(command: RouteCommand) -> anyhow::Result<()> {
+    match command {
+        RouteCommand::Add(args) => {
+            let client = LambdaClient::new(&args.endpoint.endpoint)?;
+            let (function, qualifier) = match args.function.split_once(':') {
+                Some((name, qualifier)) => (name.to_owned(), Some(qualifier.to_owned())),
+                None => (args.function.clone(), None),
+            };
+            let method = args.method.to_ascii_uppercase();
+            let mut body = json!({
+                "method": method,
+                "path": args.path,
+                "functionName": function,
+                "qualifier": qualifier,
+                "invocationType": if args.run_async { "Event" } else { "RequestResponse" },
+                "timeoutMs": u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX),
+                "authType": args.auth,
+            });
+            if !args.cors_origins.is_empty() {
+                let methods = if args.cors_methods.is_empty() {
+                    vec![if method == "ANY" {
+                        "*".to_owned()
+                    } else {
+                        method.clone()
+                    }]
+                } else {
+                    args.cors_methods
+                };
+                body["cors"] = json!({
+                    "AllowOrigins": args.cors_origins,
+                    "AllowMethods": methods,
+                    "AllowHeaders": args.cors_headers,
+                });
+            }
+            let route = client.post_json("nimbus/v1/routes", &body).await?;
+            println!(
+                "route {} added: {} -> {}",
+                text(&route["routeId"]),
+                text(&route["routeKey"]),
+                args.function
+            );
+            Ok(())
+        }
+        RouteCommand::List(endpoint) => {
+            let routes = LambdaClient::new(&endpoint.endpoint)?
+                .nimbus(Method::GET, "routes", &[])
+                .await?;
+            println!(
+                "{:<12}  {:<7} {:<32} {:<24} {:<15} AUTH",
+                "ID", "METHOD", "PATH", "FUNCTION", "TYPE"
+            );
+            for route in routes["routes"].as_array().into_iter().flatten() {
+                let function = match route["qualifier"].as_str() {
+                    Some(qualifier) => format!("{}:{qualifier}", text(&route["functionName"])),
+                    None => text(&route["functionName"]).to_owned(),
+                };
+                println!(
+                    "{:<12}  {:<7} {:<32} {:<24} {:<15} {}",
+                    text(&route["routeId"]),
+                    text(&route["method"]),
+                    text(&route["path"]),
+                    function,
+                    text(&route["invocationType"]),
+                    text(&route["authType"]),
+                );
+            }
+            Ok(())
+        }
+        RouteCommand::Rm { route, endpoint } => {
+            let client = LambdaClient::new(&endpoint.endpoint)?;
+            let route_id = match route.as_slice() {
+                [id] => id.clone(),
+                [method, path] => {
+                    let method = method.to_ascii_uppercase();
+                    let routes = client.nimbus(Method::GET, "routes", &[]).await?;
+                    routes["routes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|r| r["method"] == method.as_str() && r["path"] == path.as_str())
+                        .and_then(|r| r["routeId"].as_str())
+                        .map(str::to_owned)
+                        .ok_or_else(|| anyhow::anyhow!("no route {method} {path}"))?
+                }
+                _ => anyhow::bail!("name a route by its id, or by METHOD PATH"),
+            };
+            client
+                .nimbus(Method::DELETE, &format!("routes/{route_id}"), &[])
+                .await?;
+            println!("route {route_id} removed");
             Ok(())
         }
     }

@@ -29,9 +29,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(DlqArgs { command: None, .. }) => Some("nimbus-dlq"),
         Command::Migrate(_) => Some("nimbus-migrate"),
         Command::Bench(_) => Some("nimbus-bench"),
-        Command::Dlq(_) | Command::Function(_) | Command::Invoke(_) | Command::Invocations(_) => {
-            None
-        }
+        Command::Dlq(_)
+        | Command::Function(_)
+        | Command::Invoke(_)
+        | Command::Invocations(_)
+        | Command::Route(_) => None,
     };
     let telemetry = match service {
         Some(service) => {
@@ -67,6 +69,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Function(command) => commands::function(command).await,
         Command::Invoke(args) => commands::invoke(args).await,
         Command::Invocations(command) => commands::invocations(command).await,
+        Command::Route(command) => commands::route(command).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Dependency};
 use crate::args::{
     AdminArgs, AuthArgs, DevArgs, DlqServeArgs, GatewayArgs, GatewayLimits, InstanceArgs,
-    InvokerArgs, MigrateArgs, PeerArgs, QueueArgs, QueueWorkerArgs, ServiceTokenArgs, WorkerArgs,
+    InvokerArgs, MigrateArgs, PeerArgs, QueueArgs, QueueWorkerArgs, ServiceTokenArgs, TriggerArgs,
+    WorkerArgs,
 };
 
 /// The consumer group every queue-worker of a queue joins.
@@ -40,13 +41,15 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         None => embedded_queue(&args.data_dir, &args.queue).await?,
     };
     let credentials = api_credentials(&args.auth)?;
+    let config = gateway_config(&args.gateway, &args.triggers, credentials)?;
     let listener = bind(args.listen).await?;
+    let routes_listener = bind_routes(&args.triggers).await?;
     let platform = InProcessPlatform::start(
         &database_url,
         queue,
         invoker_config(&args.data_dir, &args.gateway.region, &args.instances),
-        &args.gateway,
-        credentials,
+        config,
+        args.gateway.function_cache_ttl,
         worker_config(&args.worker, &args.queue, &args.gateway.region),
     )
     .await?;
@@ -54,11 +57,15 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     announce("dev", &format!("http://{address}"));
     serve_admin("dev", &args.admin, platform.dependencies(), &shutdown).await?;
     print_dev_help(address, &args.data_dir);
-    platform.serve(listener, shutdown).await
+    let routes = platform.serve_routes(routes_listener, &shutdown);
+    let served = platform.serve(listener, shutdown).await;
+    join_routes(routes).await;
+    served
 }
 
 pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let credentials = api_credentials(&args.auth)?;
+    let config = gateway_config(&args.limits, &args.triggers, credentials)?;
     let Peers {
         store,
         queue,
@@ -74,15 +81,22 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     ];
     dependencies.extend(peer_dependencies(&args.peers));
     serve_admin("gateway", &args.admin, dependencies, &shutdown).await?;
-    let router = nimbus_gateway::router(AppState::new(
+    let state = AppState::new(
         cached(store, args.limits.function_cache_ttl),
         invoker,
         queue,
         dead_letters,
         records.clone(),
-        gateway_config(&args.limits, credentials),
-    ));
+        config,
+    );
+    let routes = spawn_routes(
+        bind_routes(&args.triggers).await?,
+        nimbus_gateway::routes_router(state.clone()),
+        &shutdown,
+    );
+    let router = nimbus_gateway::router(state);
     let served = nimbus_gateway::serve(listener, router, shutdown.cancelled_owned()).await;
+    join_routes(routes).await;
     records.shutdown().await;
     served.context("the gateway failed")
 }
@@ -185,6 +199,7 @@ pub struct InProcessPlatform {
     worker: QueueWorker,
     records: RecordWriter,
     router: axum::Router,
+    routes_router: axum::Router,
 }
 
 impl InProcessPlatform {
@@ -192,8 +207,8 @@ impl InProcessPlatform {
         database_url: &str,
         queue: Arc<dyn EventQueue>,
         invoker_config: InvokerConfig,
-        limits: &GatewayLimits,
-        credentials: Vec<Credentials>,
+        gateway_config: GatewayConfig,
+        function_cache_ttl: std::time::Duration,
         worker_config: WorkerConfig,
     ) -> anyhow::Result<Self> {
         let store = connect_store(database_url).await?;
@@ -207,7 +222,7 @@ impl InProcessPlatform {
             Dependency::Store(store.clone()),
             Dependency::Queue(queue.clone()),
         ];
-        let store = cached(store, limits.function_cache_ttl);
+        let store = cached(store, function_cache_ttl);
         let worker = QueueWorker::new(
             queue.clone(),
             invoker.clone() as Arc<dyn Invoker>,
@@ -216,20 +231,21 @@ impl InProcessPlatform {
             records.clone(),
             worker_config,
         );
-        let router = nimbus_gateway::router(AppState::new(
+        let state = AppState::new(
             store,
             invoker.clone() as Arc<dyn Invoker>,
             queue,
             dead_letters,
             records.clone(),
-            gateway_config(limits, credentials),
-        ));
+            gateway_config,
+        );
         Ok(Self {
             dependencies,
             invoker,
             worker,
             records,
-            router,
+            routes_router: nimbus_gateway::routes_router(state.clone()),
+            router: nimbus_gateway::router(state),
         })
     }
 
@@ -246,6 +262,15 @@ impl InProcessPlatform {
 
     pub fn records(&self) -> RecordWriter {
         self.records.clone()
+    }
+
+    /// Serves the routes on `listener`, if given, until `shutdown`.
+    pub fn serve_routes(
+        &self,
+        listener: Option<TcpListener>,
+        shutdown: &CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
+        spawn_routes(listener, self.routes_router.clone(), shutdown)
     }
 
     /// Serves the HTTP API and runs queued events until `shutdown`; then lets running
@@ -431,14 +456,52 @@ pub fn worker_config(args: &WorkerArgs, queue: &QueueArgs, region: &str) -> Work
     }
 }
 
-fn gateway_config(limits: &GatewayLimits, credentials: Vec<Credentials>) -> GatewayConfig {
-    GatewayConfig {
+pub fn gateway_config(
+    limits: &GatewayLimits,
+    triggers: &TriggerArgs,
+    credentials: Vec<Credentials>,
+) -> anyhow::Result<GatewayConfig> {
+    Ok(GatewayConfig {
         max_sync_payload_bytes: limits.max_sync_payload,
         max_async_payload_bytes: limits.max_async_payload,
         region: limits.region.clone(),
         account_concurrency: limits.account_concurrency,
         credentials,
+        routes_prefix: triggers.routes_prefix()?,
+        public_url: triggers.public_url.clone(),
         ..GatewayConfig::default()
+    })
+}
+
+/// The routes' own listener, when `--routes-listen` asks for one.
+async fn bind_routes(triggers: &TriggerArgs) -> anyhow::Result<Option<TcpListener>> {
+    let Some(address) = triggers.routes_listen else {
+        return Ok(None);
+    };
+    let listener = bind(address).await?;
+    announce("routes", &format!("http://{}", listener.local_addr()?));
+    Ok(Some(listener))
+}
+
+fn spawn_routes(
+    listener: Option<TcpListener>,
+    router: axum::Router,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let shutdown = shutdown.clone();
+    listener.map(|listener| {
+        tokio::spawn(async move {
+            nimbus_gateway::serve(listener, router, shutdown.cancelled_owned()).await
+        })
+    })
+}
+
+async fn join_routes(routes: Option<tokio::task::JoinHandle<std::io::Result<()>>>) {
+    let Some(routes) = routes else { return };
+    match routes.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "the routes listener failed"),
+        Err(error) => tracing::error!(%error, "the routes listener task failed"),
     }
 }
 
