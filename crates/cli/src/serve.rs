@@ -478,9 +478,7 @@ async fn bind_routes(triggers: &TriggerArgs) -> anyhow::Result<Option<TcpListene
     let Some(address) = triggers.routes_listen else {
         return Ok(None);
     };
-    let listener = bind(address).await?;
-    announce("routes", &format!("http://{}", listener.local_addr()?));
-    Ok(Some(listener))
+    Ok(Some(bind(address).await?))
 }
 
 fn spawn_routes(
@@ -490,6 +488,10 @@ fn spawn_routes(
 ) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
     let shutdown = shutdown.clone();
     listener.map(|listener| {
+        // After the API's own line, which scripts take as the service's address.
+        if let Ok(address) = listener.local_addr() {
+            announce("routes", &format!("http://{address}"));
+        }
         tokio::spawn(async move {
             nimbus_gateway::serve(listener, router, shutdown.cancelled_owned()).await
         })

@@ -22,6 +22,8 @@ pub struct Process {
     pub address: String,
     /// The admin endpoint (`http://...`) once announced, with `NIMBUS_ADMIN_LISTEN` set.
     admin: Arc<Mutex<Option<String>>>,
+    /// Every `nimbus: <what> listening on <address>` line, by what.
+    listeners: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Process {
@@ -43,10 +45,20 @@ impl Process {
         let (found, address) = mpsc::channel();
         let admin = Arc::new(Mutex::new(None));
         let admin_found = admin.clone();
+        let listeners = Arc::new(Mutex::new(Vec::new()));
+        let listeners_found = listeners.clone();
         std::thread::spawn(move || {
             let mut announced = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("nimbus: ")
+                    && let Some((what, address)) = rest.split_once(" listening on ")
+                {
+                    listeners_found
+                        .lock()
+                        .unwrap()
+                        .push((what.to_owned(), address.trim().to_owned()));
+                }
                 if let Some(rest) = line.strip_prefix("nimbus: ")
                     && let Some((_, url)) = rest.split_once(" admin on ")
                 {
@@ -70,7 +82,21 @@ impl Process {
             child,
             address,
             admin,
+            listeners,
         }
+    }
+
+    /// The address announced as `nimbus: <what> listening on <address>`, waiting for it.
+    pub fn listener(&self, what: &str) -> String {
+        for _ in 0..600 {
+            let listeners = self.listeners.lock().unwrap();
+            if let Some((_, address)) = listeners.iter().find(|(name, _)| name == what) {
+                return address.clone();
+            }
+            drop(listeners);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no {what} listener was announced");
     }
 
     /// The admin endpoint, waiting for its announcement.
@@ -345,6 +371,11 @@ impl Platform {
             .as_ref()
             .expect("only for distributed platforms");
         (services.invoker_url.clone(), services.dlq_url.clone())
+    }
+
+    /// An address the first process (`nimbus dev` or the gateway) announced besides its own.
+    pub fn listener(&self, what: &str) -> String {
+        self.processes[0].listener(what)
     }
 
     pub fn invoke_url(&self, name: &str) -> String {
