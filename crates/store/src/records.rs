@@ -520,6 +520,50 @@ mod tests {
     }
 
     #[async_trait::async_trait]
+    impl crate::HttpTriggers for MemoryStore {
+        async fn create_function_url(&self, _: &nimbus_core::FunctionUrlConfig) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn update_function_url(&self, _: &nimbus_core::FunctionUrlConfig) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_function_url(
+            &self,
+            _: &FunctionName,
+            _: Option<&str>,
+        ) -> Result<Option<nimbus_core::FunctionUrlConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_function_url_by_id(
+            &self,
+            _: &str,
+        ) -> Result<Option<nimbus_core::FunctionUrlConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_function_urls(
+            &self,
+            _: &FunctionName,
+        ) -> Result<Vec<nimbus_core::FunctionUrlConfig>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_function_url(&self, _: &FunctionName, _: Option<&str>) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn create_route(&self, _: &nimbus_core::HttpRoute) -> Result<()> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn get_route(&self, _: &str) -> Result<Option<nimbus_core::HttpRoute>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn list_routes(&self) -> Result<Vec<nimbus_core::HttpRoute>> {
+            unreachable!("the record writer writes invocations only")
+        }
+        async fn delete_route(&self, _: &str) -> Result<bool> {
+            unreachable!("the record writer writes invocations only")
+        }
+    }
+
+    #[async_trait::async_trait]
     impl Store for MemoryStore {
         async fn ping(&self) -> Result<()> {
             Ok(())
