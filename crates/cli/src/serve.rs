@@ -438,6 +438,7 @@ fn gateway_config(limits: &GatewayLimits, credentials: Vec<Credentials>) -> Gate
         region: limits.region.clone(),
         account_concurrency: limits.account_concurrency,
         credentials,
+        max_queue_backlog: limits.max_queue_backlog.0,
         ..GatewayConfig::default()
     }
 }

@@ -24,6 +24,7 @@ use nimbus_queue::QueuedEvent;
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
+use crate::backlog::BacklogBound;
 use crate::code::BASE64;
 use crate::error::ApiError;
 use crate::extract::QualifiedFunctionRef;
@@ -60,6 +61,14 @@ pub(crate) async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let options = InvokeOptions::parse(&headers)?;
+    // Every invocation leaves a record: refuse it rather than keep the caller waiting for room.
+    if state.records().is_full() {
+        return Err(ApiError::Overloaded(
+            "Invocation records are waiting to be written (the store is unavailable or \
+             slow); try again later"
+                .to_owned(),
+        ));
+    }
     // Every log line of this invocation names it.
     let span = tracing::info_span!(
         "invoke",
@@ -81,8 +90,8 @@ pub(crate) async fn invoke(
     }
 }
 
-/// `Event`: checks what a caller must hear about now (size, function, JSON, callback URL),
-/// then enqueues. `X-Amz-Log-Type: Tail` is accepted and ignored, and the client context is
+/// `Event`: checks what a caller must hear about now (size, function, JSON, callback URL,
+/// a full queue), then enqueues. `X-Amz-Log-Type: Tail` is accepted and ignored, and the client context is
 /// not passed on, as on Lambda.
 async fn invoke_async(
     state: &AppState,
@@ -109,6 +118,21 @@ async fn invoke_async(
         .transpose()?;
     let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
 
+    // Last, so that a bad request hears what is wrong with it even when the queue is full.
+    let admission = match state.backlog().map(BacklogBound::admit).transpose() {
+        Ok(admission) => admission,
+        Err(full) => {
+            metrics::counter!(
+                "nimbus_invocations_total",
+                "function" => name.as_str().to_owned(),
+                "type" => "Event",
+                "outcome" => "throttled",
+            )
+            .increment(1);
+            return Err(full.into());
+        }
+    };
+
     let mut event = QueuedEvent::new(request_id, name, qualifier, payload);
     event.callback_url = callback_url;
     // Each attempt continues the trace from here, across the queue.
@@ -116,6 +140,9 @@ async fn invoke_async(
     event.trace_context =
         nimbus_telemetry::trace::traceparent(&span).or_else(|| trace_context(headers));
     state.queue().enqueue(&event).instrument(span).await?;
+    if let Some(admission) = admission {
+        admission.confirmed();
+    }
     // Only now: an event the queue refused must leave no record saying it waits.
     state
         .records()

@@ -7,6 +7,7 @@
 //! are listed in `docs/api.md`.
 
 mod auth;
+mod backlog;
 mod code;
 mod concurrency;
 mod dead_letters;
@@ -33,7 +34,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
-pub use state::{AppState, GatewayConfig};
+pub use state::{AppState, DEFAULT_MAX_QUEUE_BACKLOG, GatewayConfig};
 
 use crate::error::ApiError;
 

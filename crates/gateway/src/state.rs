@@ -8,6 +8,8 @@ use nimbus_core::{DeadLetters, FunctionName, Invoker, limits};
 use nimbus_queue::EventQueue;
 use nimbus_store::{RecordWriter, Store};
 
+use crate::backlog::BacklogBound;
+
 /// The gateway's settings, validated by the binary that builds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -25,7 +27,13 @@ pub struct GatewayConfig {
     /// The keys requests must be signed with (AWS Signature Version 4); with none, requests
     /// are not authenticated.
     pub credentials: Vec<Credentials>,
+    /// Events the queue may hold (ready, delayed and in flight) before `Event` invokes are
+    /// refused with `429`; `None`: no bound. See [`crate::backlog`] for how it is counted.
+    pub max_queue_backlog: Option<u64>,
 }
+
+/// The default bound on the event queue's backlog.
+pub const DEFAULT_MAX_QUEUE_BACKLOG: u64 = 100_000;
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -36,6 +44,7 @@ impl Default for GatewayConfig {
             account_id: "000000000000".to_owned(),
             account_concurrency: 1000,
             credentials: Vec::new(),
+            max_queue_backlog: Some(DEFAULT_MAX_QUEUE_BACKLOG),
         }
     }
 }
@@ -68,6 +77,8 @@ struct Shared {
     queue: Arc<dyn EventQueue>,
     dead_letters: Arc<dyn DeadLetters>,
     records: RecordWriter,
+    /// `None` when the backlog is not bounded.
+    backlog: Option<BacklogBound>,
     config: GatewayConfig,
 }
 
@@ -82,11 +93,15 @@ impl AppState {
         records: RecordWriter,
         config: GatewayConfig,
     ) -> Self {
+        let backlog = config
+            .max_queue_backlog
+            .map(|limit| BacklogBound::new(limit, queue.clone()));
         Self {
             inner: Arc::new(Shared {
                 store,
                 invoker,
                 queue,
+                backlog,
                 dead_letters,
                 records,
                 config,
@@ -112,6 +127,10 @@ impl AppState {
 
     pub(crate) fn records(&self) -> &RecordWriter {
         &self.inner.records
+    }
+
+    pub(crate) fn backlog(&self) -> Option<&BacklogBound> {
+        self.inner.backlog.as_ref()
     }
 
     pub(crate) fn config(&self) -> &GatewayConfig {
