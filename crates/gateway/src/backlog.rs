@@ -4,19 +4,23 @@
 //!
 //! The queue is not asked on every request. The gateway keeps the backlog the queue last
 //! reported, asked for again in the background at most every [`REFRESH_INTERVAL`] while
-//! events arrive, plus the events it has admitted since it asked. Its own admissions are
-//! counted exactly, so one gateway never passes the bound; what it can not see until the next
-//! report is other gateways' admissions (each may add up to its arrival rate times the
-//! interval) and the workers' progress (a drained queue is noticed within the interval).
+//! events arrive, plus the events it has admitted since. No enqueue of this gateway is in
+//! flight while the queue is asked, so its own admissions are counted exactly and one gateway
+//! never passes the bound. What it can not see until the next report is other gateways'
+//! admissions (each may add up to its arrival rate times the interval) and the workers'
+//! progress (a drained queue is noticed within the interval).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nimbus_queue::EventQueue;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tokio::time::Instant;
 
 /// How old the reported backlog may grow before an admission asks the queue again.
 pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the queue may take to report; enqueues wait meanwhile.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The queue holds its bound of events: the answer to an `Event` invoke is `429`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,9 @@ pub(crate) struct BacklogBound {
     limit: u64,
     queue: Arc<dyn EventQueue>,
     estimate: Arc<Mutex<Estimate>>,
+    /// Admissions hold it shared from the check to the end of their enqueue; a report is
+    /// asked for holding it alone, so that it is exact.
+    enqueues: Arc<RwLock<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -48,9 +55,7 @@ struct Estimate {
 }
 
 impl Estimate {
-    /// The reported backlog plus what was admitted since it was asked for. Events admitted
-    /// while the report was being made may be counted twice until the next one: the bound
-    /// errs towards refusing.
+    /// The reported backlog plus what was admitted since.
     fn backlog(&self) -> u64 {
         self.reported + self.admitted.saturating_sub(self.admitted_at_report)
     }
@@ -62,13 +67,15 @@ impl BacklogBound {
             limit,
             queue,
             estimate: Arc::default(),
+            enqueues: Arc::default(),
         }
     }
 
     /// Counts one more event in the backlog, or refuses it when the bound is reached. The
     /// event must be enqueued while the [`Admission`] lives, then
     /// [`confirmed`](Admission::confirmed); dropped unconfirmed, it is taken back.
-    pub(crate) fn admit(&self) -> Result<Admission, QueueFull> {
+    pub(crate) async fn admit(&self) -> Result<Admission, QueueFull> {
+        let enqueueing = self.enqueues.clone().read_owned().await;
         let mut estimate = lock(&self.estimate);
         let backlog = estimate.backlog();
         let stale = estimate
@@ -79,7 +86,7 @@ impl BacklogBound {
             tokio::spawn(refresh(
                 self.queue.clone(),
                 self.estimate.clone(),
-                estimate.admitted,
+                self.enqueues.clone(),
             ));
         }
         if backlog >= self.limit {
@@ -91,6 +98,7 @@ impl BacklogBound {
         estimate.admitted += 1;
         Ok(Admission {
             estimate: Some(self.estimate.clone()),
+            _enqueueing: enqueueing,
         })
     }
 }
@@ -100,6 +108,7 @@ impl BacklogBound {
 pub(crate) struct Admission {
     /// `None` once confirmed.
     estimate: Option<Arc<Mutex<Estimate>>>,
+    _enqueueing: OwnedRwLockReadGuard<()>,
 }
 
 impl Admission {
@@ -118,22 +127,32 @@ impl Drop for Admission {
     }
 }
 
-/// Asks the queue for its backlog and makes it the new base of the estimate. A queue that
-/// does not answer keeps the old base until the next interval; the enqueue itself will fail
-/// and say why.
-async fn refresh(queue: Arc<dyn EventQueue>, estimate: Arc<Mutex<Estimate>>, admitted: u64) {
+/// Asks the queue for its backlog, once no enqueue is in flight, and makes it the new base of
+/// the estimate. A queue that does not answer keeps the old base until the next interval; the
+/// enqueue itself will fail and say why.
+async fn refresh(
+    queue: Arc<dyn EventQueue>,
+    estimate: Arc<Mutex<Estimate>>,
+    enqueues: Arc<RwLock<()>>,
+) {
+    let _alone = enqueues.write().await;
+    let admitted = lock(&estimate).admitted;
     let asked_at = Instant::now();
-    let reported = queue.backlog().await;
+    let reported = tokio::time::timeout(REFRESH_TIMEOUT, queue.backlog()).await;
     let mut estimate = lock(&estimate);
     estimate.refreshing = false;
     estimate.asked_at = Some(asked_at);
     match reported {
-        Ok(backlog) => {
+        Ok(Ok(backlog)) => {
             estimate.reported = backlog;
             estimate.admitted_at_report = admitted;
             metrics::gauge!("nimbus_event_queue_backlog").set(backlog as f64);
         }
-        Err(error) => tracing::warn!(%error, "cannot read the event queue's backlog"),
+        Err(_) => tracing::warn!(
+            timeout = ?REFRESH_TIMEOUT,
+            "the event queue is slow to report its backlog"
+        ),
+        Ok(Err(error)) => tracing::warn!(%error, "cannot read the event queue's backlog"),
     }
 }
 
@@ -169,12 +188,12 @@ mod tests {
         let queue = queue().await;
         let bound = BacklogBound::new(2, queue.clone());
         for _ in 0..2 {
-            let admission = bound.admit().unwrap();
+            let admission = bound.admit().await.unwrap();
             queue.enqueue(&event()).await.unwrap();
             admission.confirmed();
         }
         assert_eq!(
-            bound.admit().err(),
+            bound.admit().await.err(),
             Some(QueueFull {
                 backlog: 2,
                 limit: 2
@@ -185,7 +204,7 @@ mod tests {
         queue.ack(&taken[0]).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let admission = loop {
-            match bound.admit() {
+            match bound.admit().await {
                 Ok(admission) => break admission,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -195,9 +214,9 @@ mod tests {
         };
         // Not confirmed: the slot is given back.
         drop(admission);
-        let admission = bound.admit().unwrap();
+        let admission = bound.admit().await.unwrap();
         assert_eq!(
-            bound.admit().err(),
+            bound.admit().await.err(),
             Some(QueueFull {
                 backlog: 2,
                 limit: 2

@@ -24,7 +24,6 @@ use nimbus_queue::QueuedEvent;
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
-use crate::backlog::BacklogBound;
 use crate::code::BASE64;
 use crate::error::ApiError;
 use crate::extract::QualifiedFunctionRef;
@@ -119,7 +118,11 @@ async fn invoke_async(
     let payload = checked_payload(payload::read_bounded(headers, body, limit, too_large).await?)?;
 
     // Last, so that a bad request hears what is wrong with it even when the queue is full.
-    let admission = match state.backlog().map(BacklogBound::admit).transpose() {
+    let admitted = match state.backlog() {
+        Some(bound) => bound.admit().await.map(Some),
+        None => Ok(None),
+    };
+    let admission = match admitted {
         Ok(admission) => admission,
         Err(full) => {
             metrics::counter!(

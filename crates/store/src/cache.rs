@@ -35,7 +35,7 @@ const PRUNE_AT: usize = 10_000;
 /// How long a refresh of an expired entry may take before the entry is served stale. A
 /// database that is down may not fail at once (the pool retries connecting), so waiting for
 /// its error would stall the one call that refreshes.
-pub const STALE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const STALE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
