@@ -62,12 +62,13 @@ impl PostgresProxy {
 /// restored, then listens on the same port again.
 async fn proxy(mut listener: TcpListener, upstream: SocketAddr, mut up: watch::Receiver<bool>) {
     let port = listener.local_addr().unwrap().port();
+    let connections = up.clone();
     loop {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((client, _)) = accepted else { continue };
-                    tokio::spawn(forward(client, upstream, up.clone()));
+                    tokio::spawn(forward(client, upstream, connections.clone()));
                 }
                 _ = up.wait_for(|up| !*up) => break,
             }
@@ -139,7 +140,10 @@ async fn events_are_accepted_and_run_while_postgres_is_down_and_recorded_once_it
     let admin = std::env::var("NIMBUS_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let proxy = PostgresProxy::start(upstream_of(&admin)).await;
-    let platform = Platform::distributed_through(&[], |url| {
+    // Every lookup of a function past the first asks the database again: while it is away,
+    // each is answered from the stale entry.
+    let envs = [("NIMBUS_FUNCTION_CACHE_TTL", "1ms")];
+    let platform = Platform::distributed_through(&envs, |url| {
         *real_url.lock().unwrap() = url.to_owned();
         through_proxy(url, proxy.port)
     });
@@ -203,7 +207,11 @@ async fn events_are_accepted_and_run_while_postgres_is_down_and_recorded_once_it
             quoted(&ids)
         ),
     );
-    assert_eq!(stored.trim(), "0", "records reached Postgres through a cut proxy");
+    assert_eq!(
+        stored.trim(),
+        "0",
+        "records reached Postgres through a cut proxy"
+    );
 
     proxy.restore();
     eventually("every record to reach Postgres as succeeded", || {

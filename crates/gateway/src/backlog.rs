@@ -175,7 +175,11 @@ mod tests {
         let config = SqliteQueueConfig {
             visibility_timeout: Duration::from_secs(60),
         };
-        Arc::new(SqliteQueue::connect("sqlite::memory:", config).await.unwrap())
+        Arc::new(
+            SqliteQueue::connect("sqlite::memory:", config)
+                .await
+                .unwrap(),
+        )
     }
 
     fn event() -> QueuedEvent {

@@ -12,8 +12,8 @@
 //! an entry, concurrent calls answer from it rather than waiting too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -519,16 +519,24 @@ mod tests {
         let seen = function("seen", &sha);
         f.cached.create_function(&seen).await.unwrap();
         let name = seen.name.clone();
-        assert_eq!(f.cached.get_function(&name).await.unwrap(), Some(seen.clone()));
+        assert_eq!(
+            f.cached.get_function(&name).await.unwrap(),
+            Some(seen.clone())
+        );
 
-        f.sql("ALTER TABLE functions RENAME TO functions_away").await;
-        assert_eq!(f.cached.get_function(&name).await.unwrap(), Some(seen.clone()));
+        f.sql("ALTER TABLE functions RENAME TO functions_away")
+            .await;
+        assert_eq!(
+            f.cached.get_function(&name).await.unwrap(),
+            Some(seen.clone())
+        );
         // A function never seen has nothing to fall back on.
         let unseen = FunctionName::parse("unseen").unwrap();
         assert!(f.cached.get_function(&unseen).await.is_err());
 
         // Mended: the database answers again, changes included.
-        f.sql("ALTER TABLE functions_away RENAME TO functions").await;
+        f.sql("ALTER TABLE functions_away RENAME TO functions")
+            .await;
         f.sql("UPDATE functions SET description = 'changed'").await;
         let fresh = f.cached.get_function(&name).await.unwrap().unwrap();
         assert_eq!(fresh.description, "changed");

@@ -127,7 +127,8 @@ impl TestRedisQueue {
 
 impl Drop for TestRedisQueue {
     fn drop(&mut self) {
-        if let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        if let Ok(mut conn) =
+            redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
         {
             let _: redis::RedisResult<()> =
                 redis::cmd("DEL").arg(&self.queue.keys()).query(&mut conn);
