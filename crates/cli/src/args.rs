@@ -358,6 +358,34 @@ pub struct GatewayLimits {
     /// 100 of it unreserved.
     #[arg(long, env = "NIMBUS_ACCOUNT_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..))]
     pub account_concurrency: u32,
+
+    /// Events the queue may hold (ready, retrying and running) before Event invokes are
+    /// refused with 429 TooManyRequestsException; `unlimited` (or 0) for no bound.
+    #[arg(long, env = "NIMBUS_MAX_QUEUE_BACKLOG", default_value_t = BacklogBound(Some(nimbus_gateway::DEFAULT_MAX_QUEUE_BACKLOG)), value_parser = parse_backlog_bound)]
+    pub max_queue_backlog: BacklogBound,
+}
+
+/// A bound on the event queue's backlog, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacklogBound(pub Option<u64>);
+
+impl std::fmt::Display for BacklogBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(events) => write!(f, "{events}"),
+            None => f.write_str("unlimited"),
+        }
+    }
+}
+
+fn parse_backlog_bound(value: &str) -> Result<BacklogBound, String> {
+    if value.eq_ignore_ascii_case("unlimited") {
+        return Ok(BacklogBound(None));
+    }
+    let events: u64 = value
+        .parse()
+        .map_err(|_| format!("expected a number of events or `unlimited`, got {value:?}"))?;
+    Ok(BacklogBound((events > 0).then_some(events)))
 }
 
 /// Where the gateway serves HTTP triggers: routes and function URLs.
@@ -625,4 +653,20 @@ pub struct BenchArgs {
     pub database_url: Option<String>,
     #[command(flatten)]
     pub instances: InstanceArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_bound_is_a_count_or_unlimited() {
+        assert_eq!(parse_backlog_bound("5"), Ok(BacklogBound(Some(5))));
+        assert_eq!(parse_backlog_bound("unlimited"), Ok(BacklogBound(None)));
+        assert_eq!(parse_backlog_bound("0"), Ok(BacklogBound(None)));
+        assert!(parse_backlog_bound("-1").is_err());
+        assert!(parse_backlog_bound("lots").is_err());
+        let default = BacklogBound(Some(nimbus_gateway::DEFAULT_MAX_QUEUE_BACKLOG));
+        assert_eq!(parse_backlog_bound(&default.to_string()), Ok(default));
+    }
 }

@@ -25,7 +25,7 @@ use nimbus_core::{FunctionName, RequestId};
 use nimbus_queue::QueuedEvent;
 use nimbus_queue_worker::WorkerConfig;
 
-use crate::args::{BenchArgs, GatewayLimits, QueueArgs, TriggerArgs};
+use crate::args::{BacklogBound, BenchArgs, GatewayLimits, QueueArgs, TriggerArgs};
 use crate::serve::{InProcessPlatform, gateway_config, invoker_config, redis_queue};
 
 /// Goals from the foundation issue, on a 2-core machine with warm instances.
@@ -53,6 +53,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         region: "us-east-1".to_owned(),
         function_cache_ttl: nimbus_store::DEFAULT_FUNCTION_CACHE_TTL,
         account_concurrency: 1000,
+        // The benchmark accepts events with the worker stopped, as many as it can.
+        max_queue_backlog: BacklogBound(None),
     };
     let max_clients = args.clients.iter().copied().max().unwrap_or(1);
     let redis = BenchRedis::new(&args.redis_url);

@@ -469,6 +469,7 @@ pub fn gateway_config(
         credentials,
         routes_prefix: triggers.routes_prefix()?,
         public_url: triggers.public_url.clone(),
+        max_queue_backlog: limits.max_queue_backlog.0,
         ..GatewayConfig::default()
     })
 }

@@ -16,7 +16,9 @@ const MAX_ORIGIN_CHARS: usize = 253;
 /// `MaxAge` is at most a day.
 pub const MAX_AGE_SECS: u32 = 86_400;
 
-const METHODS: [&str; 8] = ["GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "*"];
+const METHODS: [&str; 8] = [
+    "GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "*",
+];
 
 /// `Cors` as `CreateFunctionUrlConfig` takes and returns it. Absent lists allow nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,7 +217,11 @@ mod tests {
 
     #[test]
     fn a_listed_origin_and_method_pass_the_preflight() {
-        let mut config = cors(&["https://app.example"], &["GET", "POST"], &["content-type"]);
+        let mut config = cors(
+            &["https://app.example"],
+            &["GET", "POST"],
+            &["content-type"],
+        );
         config.max_age = Some(300);
         let headers = config
             .preflight("https://app.example", "POST", Some("Content-Type"))
@@ -238,14 +244,26 @@ mod tests {
     #[test]
     fn unlisted_origins_methods_and_headers_fail_the_preflight() {
         let config = cors(&["https://app.example"], &["GET"], &[]);
-        assert!(config.preflight("https://evil.example", "GET", None).is_none());
-        assert!(config.preflight("https://app.example", "DELETE", None).is_none());
+        assert!(
+            config
+                .preflight("https://evil.example", "GET", None)
+                .is_none()
+        );
+        assert!(
+            config
+                .preflight("https://app.example", "DELETE", None)
+                .is_none()
+        );
         assert!(
             config
                 .preflight("https://app.example", "GET", Some("x-secret"))
                 .is_none()
         );
-        assert!(Cors::default().preflight("https://app.example", "GET", None).is_none());
+        assert!(
+            Cors::default()
+                .preflight("https://app.example", "GET", None)
+                .is_none()
+        );
     }
 
     #[test]
@@ -267,9 +285,17 @@ mod tests {
 
     #[test]
     fn validation_follows_the_model() {
-        assert!(cors(&["https://a.example:8443", "*"], &["get", "*"], &["x-a"]).validate().is_ok());
+        assert!(
+            cors(&["https://a.example:8443", "*"], &["get", "*"], &["x-a"])
+                .validate()
+                .is_ok()
+        );
         assert!(cors(&["a.example"], &[], &[]).validate().is_err());
-        assert!(cors(&["https://a.example/path"], &[], &[]).validate().is_err());
+        assert!(
+            cors(&["https://a.example/path"], &[], &[])
+                .validate()
+                .is_err()
+        );
         assert!(cors(&[], &["FETCH"], &[]).validate().is_err());
         assert!(cors(&[], &["GET"; 7], &[]).validate().is_err());
         assert!(cors(&[], &[], &["bad header"]).validate().is_err());

@@ -51,8 +51,7 @@ impl InvokeMode {
         match value {
             "BUFFERED" => Ok(Self::Buffered),
             "RESPONSE_STREAM" => Err(Error::InvalidParameterValue(
-                "InvokeMode RESPONSE_STREAM is not supported: Nimbus buffers responses"
-                    .to_owned(),
+                "InvokeMode RESPONSE_STREAM is not supported: Nimbus buffers responses".to_owned(),
             )),
             other => Err(Error::InvalidParameterValue(format!(
                 "1 validation error detected: Value '{other}' at 'invokeMode' failed to \

@@ -23,6 +23,7 @@ pub mod sigv4;
 pub mod trace;
 
 pub use alias::{Alias, QualifierKind};
+pub use cors::Cors;
 pub use dead_letter::{
     DeadLetter, DeadLetterFilter, DeadLetterPage, DeadLetterReason, DeadLetters, RedriveMark,
     Redriven, Selection,
@@ -30,12 +31,11 @@ pub use dead_letter::{
 pub use error::{Error, Result};
 pub use event_invoke::{EventInvokeConfig, RetryPolicy};
 pub use function::{CodeSha256, FunctionConfig, FunctionName, Runtime};
+pub use function_url::{AuthType, FunctionUrlConfig, InvokeMode};
 pub use invocation::{
     Attempt, Cursor, FunctionError, InvocationFilter, InvocationRecord, InvocationStatus,
     InvocationType, InvokeOutcome, InvokeRequest, RequestId,
 };
 pub use invoker::Invoker;
-pub use cors::Cors;
-pub use function_url::{AuthType, FunctionUrlConfig, InvokeMode};
-pub use route::{HttpRoute, RouteMatch, RoutePath, RouteTable};
 pub use provisioned::{ProvisionedConcurrencyConfig, ProvisionedStatus};
+pub use route::{HttpRoute, RouteMatch, RoutePath, RouteTable};

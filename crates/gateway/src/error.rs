@@ -3,12 +3,20 @@
 //! raise the exception they model. Each error is logged here, once.
 
 use axum::Json;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_core::Error;
 use serde_json::{Map, Value};
 
+use crate::backlog::QueueFull;
+
 pub(crate) const ERROR_TYPE_HEADER: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// The `Reason` of an [`ApiError::Overloaded`]: of Lambda's throttle reasons, the one for
+/// invocations arriving faster than they can be taken.
+const OVERLOADED_REASON: &str = "FunctionInvocationRateLimitExceeded";
+/// Seconds a refused caller is asked to wait (`Retry-After`, Lambda's `retryAfterSeconds`).
+const OVERLOADED_RETRY_AFTER: &str = "1";
 
 #[derive(Debug)]
 pub(crate) enum ApiError {
@@ -20,6 +28,10 @@ pub(crate) enum ApiError {
         error_type: &'static str,
         message: String,
     },
+    /// Nimbus sheds load (`429`): the event queue holds its bound of events (see
+    /// [`crate::backlog`]), or invocation records can not be written as fast as they come.
+    /// The message says which.
+    Overloaded(String),
     /// No operation lives at this method and path.
     UnknownOperation {
         status: StatusCode,
@@ -31,6 +43,15 @@ pub(crate) enum ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         Self::Lambda(error)
+    }
+}
+
+impl From<QueueFull> for ApiError {
+    fn from(QueueFull { backlog, limit }: QueueFull) -> Self {
+        Self::Overloaded(format!(
+            "The event queue is full (backlog {backlog} of at most {limit} events); try again \
+             later"
+        ))
     }
 }
 
@@ -73,6 +94,23 @@ impl IntoResponse for ApiError {
                 body.insert("Type".to_owned(), "User".into());
                 body.insert("message".to_owned(), message.into());
                 respond(StatusCode::FORBIDDEN, error_type, body)
+            }
+            Self::Overloaded(message) => {
+                tracing::warn!(message, "request refused: overloaded");
+                let mut body = Map::new();
+                body.insert("Type".to_owned(), "User".into());
+                body.insert("message".to_owned(), message.into());
+                body.insert("Reason".to_owned(), OVERLOADED_REASON.into());
+                let mut response = respond(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    body,
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(OVERLOADED_RETRY_AFTER),
+                );
+                response
             }
             Self::UnknownOperation {
                 status,
@@ -160,6 +198,24 @@ mod tests {
         assert_eq!(error_type, "TooManyRequestsException");
         assert_eq!(body["Reason"], "ConcurrentInvocationLimitExceeded");
         assert_eq!(body["message"], "Rate Exceeded.");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_a_throttle_that_says_why() {
+        let full = QueueFull {
+            backlog: 7,
+            limit: 5,
+        };
+        let response = ApiError::from(full).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let (status, error_type, body) = parts(full.into()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(error_type, "TooManyRequestsException");
+        assert_eq!(body["Reason"], OVERLOADED_REASON);
+        assert_eq!(
+            body["message"],
+            "The event queue is full (backlog 7 of at most 5 events); try again later"
+        );
     }
 
     #[tokio::test]

@@ -60,6 +60,14 @@ pub(crate) async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let options = InvokeOptions::parse(&headers)?;
+    // Every invocation leaves a record: refuse it rather than keep the caller waiting for room.
+    if state.records().is_full() {
+        return Err(ApiError::Overloaded(
+            "Invocation records are waiting to be written (the store is unavailable or \
+             slow); try again later"
+                .to_owned(),
+        ));
+    }
     // Every log line of this invocation names it.
     let span = tracing::info_span!(
         "invoke",
@@ -81,9 +89,9 @@ pub(crate) async fn invoke(
     }
 }
 
-/// `Event`: checks what a caller must hear about now (size, function, JSON, callback URL),
-/// then enqueues. `X-Amz-Log-Type: Tail` is accepted and ignored, and the client context is
-/// not passed on, as on Lambda.
+/// `Event`: checks what a caller must hear about now (size, function, JSON, callback URL,
+/// a full queue), then enqueues. `X-Amz-Log-Type: Tail` is accepted and ignored, and the
+/// client context is not passed on, as on Lambda.
 async fn invoke_async(
     state: &AppState,
     request_id: RequestId,
@@ -115,17 +123,35 @@ async fn invoke_async(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// Puts an accepted event on the queue, then records it `queued`: what `Invoke` and the
-/// asynchronous HTTP routes share. Each attempt continues the trace from here.
+/// Puts an accepted event on the queue, unless the queue's backlog is at its bound, then
+/// records it `queued`: what `Invoke` and the asynchronous HTTP routes share. Called once the
+/// request is checked, so that a bad request hears what is wrong with it even when the queue
+/// is full. Each attempt continues the trace from here.
 pub(crate) async fn enqueue(
     state: &AppState,
     mut event: QueuedEvent,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
+    let admission = match state.backlog() {
+        Some(bound) => Some(bound.admit().await.map_err(|full| {
+            metrics::counter!(
+                "nimbus_invocations_total",
+                "function" => event.function_name.as_str().to_owned(),
+                "type" => "Event",
+                "outcome" => "throttled",
+            )
+            .increment(1);
+            ApiError::from(full)
+        })?),
+        None => None,
+    };
     let span = tracing::info_span!("enqueue");
     event.trace_context =
         nimbus_telemetry::trace::traceparent(&span).or_else(|| trace_context(headers));
     state.queue().enqueue(&event).instrument(span).await?;
+    if let Some(admission) = admission {
+        admission.confirmed();
+    }
     // Only now: an event the queue refused must leave no record saying it waits.
     state
         .records()

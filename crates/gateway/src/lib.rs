@@ -9,6 +9,7 @@
 //! `docs/api.md`.
 
 mod auth;
+mod backlog;
 mod code;
 mod concurrency;
 mod dead_letters;
@@ -39,7 +40,7 @@ use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
 pub use http_trigger::validate_routes_prefix;
-pub use state::{AppState, DEFAULT_ROUTES_PREFIX, GatewayConfig};
+pub use state::{AppState, DEFAULT_MAX_QUEUE_BACKLOG, DEFAULT_ROUTES_PREFIX, GatewayConfig};
 
 use crate::error::ApiError;
 

@@ -8,6 +8,7 @@ use nimbus_core::{DeadLetters, FunctionName, Invoker, limits};
 use nimbus_queue::EventQueue;
 use nimbus_store::{RecordWriter, Store};
 
+use crate::backlog::BacklogBound;
 use crate::http_trigger::TriggerCache;
 
 /// Where HTTP routes are served on the gateway's port unless configured otherwise.
@@ -36,7 +37,13 @@ pub struct GatewayConfig {
     /// The address callers reach the gateway at (`https://fn.example.com`), used in the
     /// `FunctionUrl` of function URLs; without it, the `Host` of the request that asks.
     pub public_url: Option<String>,
+    /// Events the queue may hold (ready, delayed and in flight) before `Event` invokes are
+    /// refused with `429`; `None`: no bound. See [`crate::backlog`] for how it is counted.
+    pub max_queue_backlog: Option<u64>,
 }
+
+/// The default bound on the event queue's backlog.
+pub const DEFAULT_MAX_QUEUE_BACKLOG: u64 = 100_000;
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -49,6 +56,7 @@ impl Default for GatewayConfig {
             credentials: Vec::new(),
             routes_prefix: Some(DEFAULT_ROUTES_PREFIX.to_owned()),
             public_url: None,
+            max_queue_backlog: Some(DEFAULT_MAX_QUEUE_BACKLOG),
         }
     }
 }
@@ -81,6 +89,8 @@ struct Shared {
     queue: Arc<dyn EventQueue>,
     dead_letters: Arc<dyn DeadLetters>,
     records: RecordWriter,
+    /// `None` when the backlog is not bounded.
+    backlog: Option<BacklogBound>,
     config: GatewayConfig,
     triggers: TriggerCache,
 }
@@ -96,11 +106,15 @@ impl AppState {
         records: RecordWriter,
         config: GatewayConfig,
     ) -> Self {
+        let backlog = config
+            .max_queue_backlog
+            .map(|limit| BacklogBound::new(limit, queue.clone()));
         Self {
             inner: Arc::new(Shared {
                 store,
                 invoker,
                 queue,
+                backlog,
                 dead_letters,
                 records,
                 config,
@@ -127,6 +141,10 @@ impl AppState {
 
     pub(crate) fn records(&self) -> &RecordWriter {
         &self.inner.records
+    }
+
+    pub(crate) fn backlog(&self) -> Option<&BacklogBound> {
+        self.inner.backlog.as_ref()
     }
 
     pub(crate) fn config(&self) -> &GatewayConfig {

@@ -58,6 +58,13 @@ pub trait EventQueue: Send + Sync + 'static {
 
     /// How many events wait in each state, for metrics and health.
     async fn stats(&self) -> Result<QueueStats>;
+
+    /// How many events the queue holds in all (ready, delayed and in flight): what a
+    /// bound on the backlog counts. Backends answer it more cheaply than [`stats`](Self::stats).
+    async fn backlog(&self) -> Result<u64> {
+        let stats = self.stats().await?;
+        Ok(stats.ready + stats.delayed + stats.in_flight)
+    }
 }
 
 /// One claimed event.

@@ -451,6 +451,19 @@ impl EventQueue for RedisQueue {
         Ok(())
     }
 
+    /// `XLEN` and `ZCARD` in one round trip: both O(1), no script, nothing decoded.
+    async fn backlog(&self) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        let (length, delayed): (u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&self.events_key)
+            .cmd("ZCARD")
+            .arg(&self.delayed_key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(length + delayed)
+    }
+
     /// `ready` counts events never delivered; expired claims not yet reclaimed still count as
     /// `in_flight`. `oldest_enqueued_at` looks only at the head of the stream and the
     /// earliest-due delayed event, the two places the oldest event almost always is.

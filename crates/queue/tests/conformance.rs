@@ -372,6 +372,24 @@ mod cases {
         assert_eq!(stats.oldest_enqueued_at, Some(oldest.enqueued_at));
     }
 
+    pub(super) async fn backlog_counts_every_state(f: Fixture) {
+        let q = &*f.queue;
+        assert_eq!(q.backlog().await.unwrap(), 0);
+        for n in 0..4 {
+            q.enqueue(&event(n)).await.unwrap();
+        }
+        let claimed = q.claim("a", 3, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(claimed.len(), 3);
+        let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+        q.retry_later(&claimed[0], &failed(claimed[0].event.clone(), "x"), later)
+            .await
+            .unwrap();
+        // One ready, one delayed, two in flight.
+        assert_eq!(q.backlog().await.unwrap(), 4);
+        q.ack(&claimed[1]).await.unwrap();
+        assert_eq!(q.backlog().await.unwrap(), 3);
+    }
+
     pub(super) async fn acks_are_idempotent(f: Fixture) {
         let q = &*f.queue;
         q.enqueue(&event(1)).await.unwrap();
@@ -421,6 +439,7 @@ macro_rules! conformance {
             conformance!(@case $backend, concurrent_enqueues_all_arrive, LONG_VISIBILITY);
             conformance!(@case $backend, consumers_never_share_an_event, LONG_VISIBILITY);
             conformance!(@case $backend, stats_count_each_state, LONG_VISIBILITY);
+            conformance!(@case $backend, backlog_counts_every_state, LONG_VISIBILITY);
             conformance!(@case $backend, acks_are_idempotent, LONG_VISIBILITY);
             conformance!(@case $backend, identical_retries_stay_distinct, LONG_VISIBILITY);
         }

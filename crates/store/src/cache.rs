@@ -5,9 +5,15 @@
 //! Writes made through this store invalidate its entries at once, so a single gateway (as in
 //! `nimbus dev`) never serves a stale configuration. Writes made through another process are
 //! seen within the time-to-live, like the few seconds Lambda itself takes to apply an update.
+//!
+//! When the database fails (or takes longer than [`STALE_REFRESH_TIMEOUT`]) to refresh an
+//! expired entry, the entry is served stale and asked for again a time-to-live later, so
+//! functions already seen keep running while the database is down. While one call refreshes
+//! an entry, concurrent calls answer from it rather than waiting too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +31,11 @@ pub const DEFAULT_FUNCTION_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Entries a cache map holds before expired ones are dropped.
 const PRUNE_AT: usize = 10_000;
+
+/// How long a refresh of an expired entry may take before the entry is served stale. A
+/// database that is down may not fail at once (the pool retries connecting), so waiting for
+/// its error would stall the one call that refreshes.
+pub(crate) const STALE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -57,19 +68,44 @@ impl CachedStore {
     }
 
     /// The cached answer for `key` in `map` if fresh, else what `fetch` answers, remembered.
-    async fn cached<T: Clone>(
+    /// An expired entry is served stale when `fetch` fails or is slower than
+    /// [`STALE_REFRESH_TIMEOUT`].
+    async fn cached<K: Hash + Eq + Clone + std::fmt::Debug, T: Clone>(
         &self,
-        map: &Mutex<HashMap<(FunctionName, String), Cached<T>>>,
-        key: (FunctionName, String),
+        map: &Mutex<HashMap<K, Cached<T>>>,
+        key: K,
         fetch: impl Future<Output = Result<Option<T>>>,
     ) -> Result<Option<T>> {
-        if let Some(cached) = crate::sync::lock(map).get(&key)
-            && cached.fetched_at.elapsed() < self.ttl
-        {
-            return Ok(cached.value.clone());
-        }
+        let stale = match crate::sync::lock(map).get_mut(&key) {
+            Some(cached) if cached.fetched_at.elapsed() < self.ttl => {
+                return Ok(cached.value.clone());
+            }
+            Some(cached) => {
+                // Fresh again for the others while this call refreshes it.
+                cached.fetched_at = Instant::now();
+                Some(cached.value.clone())
+            }
+            None => None,
+        };
         let fetched_at = Instant::now();
-        let value = fetch.await?;
+        let value = match stale {
+            None => fetch.await?,
+            Some(stale) => match tokio::time::timeout(STALE_REFRESH_TIMEOUT, fetch).await {
+                Ok(Ok(value)) => value,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, ?key, "cannot refresh a cached configuration; serving it stale");
+                    return Ok(stale);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        ?key,
+                        timeout = ?STALE_REFRESH_TIMEOUT,
+                        "the database is slow to refresh a cached configuration; serving it stale"
+                    );
+                    return Ok(stale);
+                }
+            },
+        };
         self.remember(
             &mut crate::sync::lock(map),
             key,
@@ -289,22 +325,8 @@ impl Store for CachedStore {
     }
 
     async fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionConfig>> {
-        if let Some(cached) = self.functions().get(name)
-            && cached.fetched_at.elapsed() < self.ttl
-        {
-            return Ok(cached.value.clone());
-        }
-        let fetched_at = Instant::now();
-        let function = self.inner.get_function(name).await?;
-        self.remember(
-            &mut self.functions(),
-            name.clone(),
-            Cached {
-                value: function.clone(),
-                fetched_at,
-            },
-        );
-        Ok(function)
+        self.cached(&self.functions, name.clone(), self.inner.get_function(name))
+            .await
     }
 
     async fn list_functions(
@@ -373,22 +395,12 @@ impl Store for CachedStore {
         qualifier: &str,
     ) -> Result<Option<EventInvokeConfig>> {
         let key = (name.clone(), qualifier.to_owned());
-        if let Some(cached) = self.event_configs().get(&key)
-            && cached.fetched_at.elapsed() < self.ttl
-        {
-            return Ok(cached.value.clone());
-        }
-        let fetched_at = Instant::now();
-        let config = self.inner.get_event_invoke_config(name, qualifier).await?;
-        self.remember(
-            &mut self.event_configs(),
+        self.cached(
+            &self.event_configs,
             key,
-            Cached {
-                value: config.clone(),
-                fetched_at,
-            },
-        );
-        Ok(config)
+            self.inner.get_event_invoke_config(name, qualifier),
+        )
+        .await
     }
 
     async fn list_event_invoke_configs(
@@ -498,5 +510,94 @@ impl HttpTriggers for CachedStore {
 
     async fn delete_route(&self, route_id: &str) -> Result<bool> {
         self.inner.delete_route(route_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use nimbus_core::Runtime;
+    use nimbus_core::function::LATEST;
+    use sqlx::sqlite::SqlitePool;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn function(name: &str, code: &CodeSha256) -> FunctionConfig {
+        FunctionConfig {
+            name: FunctionName::parse(name).unwrap(),
+            runtime: "python3.12".parse::<Runtime>().unwrap(),
+            handler: Some("app.handler".to_owned()),
+            role: "arn:aws:iam::000000000000:role/nimbus".to_owned(),
+            description: String::new(),
+            timeout_secs: 3,
+            memory_mb: 128,
+            environment: BTreeMap::new(),
+            reserved_concurrency: None,
+            code_sha256: *code,
+            code_size: 3,
+            version: LATEST.to_owned(),
+            revision_id: uuid::Uuid::new_v4().to_string(),
+            last_modified: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// A real SQLite store that the test can break (its functions table renamed away) and
+    /// mend; entries expire at once, so every read past the first is a refresh.
+    struct Fixture {
+        cached: CachedStore,
+        raw: SqlitePool,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("nimbus.db").display());
+            let store = crate::connect(&url).await.unwrap();
+            let raw = SqlitePool::connect(&url).await.unwrap();
+            Self {
+                cached: CachedStore::new(store, Duration::ZERO),
+                raw,
+                _dir: dir,
+            }
+        }
+
+        async fn sql(&self, statement: &str) {
+            sqlx::query(statement).execute(&self.raw).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_function_already_seen_is_served_stale_while_the_database_fails() {
+        let f = Fixture::new().await;
+        let zip = Bytes::from_static(b"zip");
+        let sha = CodeSha256::of(&zip);
+        f.cached.put_code(&sha, zip).await.unwrap();
+        let seen = function("seen", &sha);
+        f.cached.create_function(&seen).await.unwrap();
+        let name = seen.name.clone();
+        assert_eq!(
+            f.cached.get_function(&name).await.unwrap(),
+            Some(seen.clone())
+        );
+
+        f.sql("ALTER TABLE functions RENAME TO functions_away")
+            .await;
+        assert_eq!(
+            f.cached.get_function(&name).await.unwrap(),
+            Some(seen.clone())
+        );
+        // A function never seen has nothing to fall back on.
+        let unseen = FunctionName::parse("unseen").unwrap();
+        assert!(f.cached.get_function(&unseen).await.is_err());
+
+        // Mended: the database answers again, changes included.
+        f.sql("ALTER TABLE functions_away RENAME TO functions")
+            .await;
+        f.sql("UPDATE functions SET description = 'changed'").await;
+        let fresh = f.cached.get_function(&name).await.unwrap().unwrap();
+        assert_eq!(fresh.description, "changed");
     }
 }

@@ -5,12 +5,17 @@
 //! waited a flush interval. [`RecordWriter::get`] sees a record the moment it is handed over,
 //! flushed or not. Records of one request id merge in memory by the rule the database
 //! applies ([`InvocationRecord::supersedes`]), so a lookup answers what will be stored. A
-//! failed flush keeps its records and retries with a capped back-off;
+//! failed flush keeps its records and retries with a capped back-off (a store that is down
+//! loses nothing; the records are written when it returns);
 //! [`RecordWriter::shutdown`] writes everything still buffered before it returns.
+//!
+//! Memory is bounded by [`RecordWriterConfig::max_pending`]: past it, `record` waits for room
+//! (the full buffer is logged once, and [`RecordWriter::is_full`] lets a caller refuse work
+//! rather than wait). The `nimbus_records_unflushed` gauge shows how many records wait.
 
 use crate::sync::lock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +32,8 @@ pub struct RecordWriterConfig {
     pub max_batch: usize,
     /// How long a record may wait in memory before it is flushed.
     pub flush_interval: Duration,
-    /// Unflushed records beyond which [`RecordWriter::record`] waits (back-pressure).
+    /// Unflushed records beyond which [`RecordWriter::record`] waits (back-pressure). At a
+    /// few hundred bytes a record, the default keeps about 50 MB while the store is down.
     pub max_pending: usize,
 }
 
@@ -70,6 +76,8 @@ struct Inner {
     flushes: AtomicU64,
     records_written: AtomicU64,
     largest_batch: AtomicUsize,
+    /// The buffer was found full and that has been logged; cleared once there is room.
+    full: AtomicBool,
 }
 
 #[derive(Default)]
@@ -122,6 +130,7 @@ impl RecordWriter {
             flushes: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             largest_batch: AtomicUsize::new(0),
+            full: AtomicBool::new(false),
         });
         let flusher = tokio::spawn(flush_loop(inner.clone()));
         RecordWriter {
@@ -149,6 +158,13 @@ impl RecordWriter {
                 }
             }
         }
+    }
+
+    /// `max_pending` records wait to be written (the store is down or slow): a
+    /// [`record`](Self::record) now would wait for room.
+    pub fn is_full(&self) -> bool {
+        let buffer = lock(&self.inner.buffer);
+        buffer.pending.len() + buffer.flushing.len() >= self.inner.config.max_pending
     }
 
     /// The record of `request_id`: pending in memory, being flushed, or stored.
@@ -212,6 +228,13 @@ impl Inner {
         // Replacing a pending record takes no more room.
         if unflushed >= self.config.max_pending && !buffer.pending.contains_key(&record.request_id)
         {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    unflushed,
+                    "the invocation record buffer is full: new records wait until the store \
+                     takes some"
+                );
+            }
             return Admission::Full(record);
         }
         let first = buffer.oldest_pending.is_none();
@@ -295,7 +318,12 @@ impl Inner {
             for record in chunk {
                 buffer.flushing.remove(&record.request_id);
             }
+            let unflushed = buffer.pending.len() + buffer.flushing.len();
             drop(buffer);
+            metrics::gauge!("nimbus_records_unflushed").set(unflushed as f64);
+            if unflushed < self.config.max_pending && self.full.swap(false, Ordering::Relaxed) {
+                tracing::info!(unflushed, "the invocation record buffer has room again");
+            }
             self.room.notify_waiters();
         }
     }
@@ -319,9 +347,15 @@ impl Inner {
                 }
                 Err(error) => {
                     metrics::counter!("nimbus_record_flush_failures_total").increment(1);
+                    let unflushed = {
+                        let buffer = lock(&self.buffer);
+                        buffer.pending.len() + buffer.flushing.len()
+                    };
+                    metrics::gauge!("nimbus_records_unflushed").set(unflushed as f64);
                     tracing::warn!(
                         %error,
                         records = records.len(),
+                        unflushed,
                         retry_in = ?delay,
                         "cannot write invocation records; will retry"
                     );
@@ -884,6 +918,8 @@ mod tests {
                 .await
                 .is_err()
         );
+
+        assert!(writer.is_full());
 
         store.gate.as_ref().unwrap().add_permits(records.len());
         writer.record(records[2].clone()).await;

@@ -205,7 +205,17 @@ impl Platform {
     /// A gateway, an invoker, a DLQ service and one queue-worker as separate processes
     /// talking gRPC, on a fresh Postgres database and a Redis key prefix of their own.
     pub fn distributed(envs: &[(&str, &str)]) -> Platform {
-        let database = TestDatabase::create();
+        Self::distributed_through(envs, str::to_owned)
+    }
+
+    /// Like [`distributed`](Self::distributed), but every service reaches the database at
+    /// `through(its URL)`: a proxy the test controls, say.
+    pub fn distributed_through(
+        envs: &[(&str, &str)],
+        through: impl Fn(&str) -> String,
+    ) -> Platform {
+        let mut database = TestDatabase::create();
+        database.url = through(&database.url);
         let redis = TestRedis::new();
         let data_dir = tempfile::tempdir().unwrap();
         let dir = data_dir.path().to_str().unwrap().to_owned();
@@ -470,6 +480,20 @@ impl Drop for TestDatabase {
             ])
             .output();
     }
+}
+
+/// What `psql` prints for `sql`: unaligned, tuples only.
+pub fn psql_query(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-qtAc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 pub fn psql(url: &str, sql: &str) {

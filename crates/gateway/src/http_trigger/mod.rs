@@ -215,6 +215,10 @@ async fn run(state: &AppState, request: Request, trigger: Trigger) -> Result<Res
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "127.0.0.1".to_owned(), |info| info.0.ip().to_string());
+    // Every invocation leaves a record: refuse it rather than keep the caller waiting for room.
+    if state.records().is_full() {
+        return Err(refusal(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"));
+    }
     let access_key = authenticate(state, &trigger, request.headers())?;
     let request = match (trigger.auth_type, access_key.is_some()) {
         (AuthType::AwsIam, true) => {
@@ -265,7 +269,7 @@ async fn run(state: &AppState, request: Request, trigger: Trigger) -> Result<Res
         invoke::enqueue(state, queued, &parts.headers)
             .await
             .map_err(|error| match error {
-                ApiError::Lambda(Error::TooManyRequests(_)) => {
+                ApiError::Lambda(Error::TooManyRequests(_)) | ApiError::Overloaded(_) => {
                     refusal(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
                 }
                 other => {

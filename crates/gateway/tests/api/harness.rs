@@ -267,6 +267,8 @@ pub(crate) struct Gateway {
     /// The queue the gateway writes to (unused when it was started with another one).
     pub queue: Arc<SqliteQueue>,
     pub store: Arc<dyn Store>,
+    /// The store's `sqlite://` URL, for a test that reaches under the gateway.
+    pub database_url: String,
     pub dead_letters: Arc<TestDeadLetters>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -295,7 +297,9 @@ impl Gateway {
         Self::start_full(None, RecordWriterConfig::default(), config).await
     }
 
-    async fn start_full(
+    /// A gateway with every part chosen: its queue (`None`: the harness' SQLite one), its
+    /// record writer's settings and its configuration.
+    pub(crate) async fn start_full(
         queue: Option<Arc<dyn EventQueue>>,
         records: RecordWriterConfig,
         config: GatewayConfig,
@@ -342,6 +346,7 @@ impl Gateway {
             invoker,
             queue: sqlite_queue,
             store,
+            database_url: database,
             dead_letters,
             shutdown: Some(shutdown),
             server: Some(server),

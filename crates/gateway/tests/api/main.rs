@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod backpressure;
 mod control;
 mod dead_letters;
 mod event_invoke;
