@@ -2,6 +2,7 @@
 //! same client, so the ratios mean something on any machine.
 //!
 //! - Sync: latency and throughput of `RequestResponse` invokes against a loopback HTTP echo.
+//! - HTTP route: the same function behind a synchronous route, against the Invoke API.
 //! - Async: `202`s per second at the gateway against raw Redis `XADD`s per second, then
 //!   events per second drained end to end (queue-worker, invoker, records written) against
 //!   the sync throughput.
@@ -34,6 +35,8 @@ const GOAL_P50_RATIO_AT_ONE_CLIENT: f64 = 3.0;
 const GOAL_ACCEPT_RATIO_TO_XADD: f64 = 0.3;
 const GOAL_DRAIN_RATIO_TO_SYNC: f64 = 0.5;
 const GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS: f64 = 0.12;
+/// Goal from the HTTP triggers issue, at the most clients measured.
+const GOAL_ROUTE_RATIO_TO_INVOKE: f64 = 0.9;
 
 const NOOP_PYTHON: &str = "def handler(event, context):\n    return event\n";
 const NOOP_NODE: &str = "exports.handler = async (event) => event;\n";
@@ -149,6 +152,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
+    // HTTP route: the same function behind `POST /api/noop`, measured back to back with the
+    // Invoke API so that both see the same machine.
+    add_noop_route(&reqwest::Client::new(), &endpoint).await?;
+    let route_url = format!("{endpoint}{}/noop", nimbus_gateway::DEFAULT_ROUTES_PREFIX);
+    println!("\nnimbus bench: sync HTTP route (POST /noop) vs the Invoke API, same function");
+    println!(
+        "{:>7}  {:>10} {:>10}  {:>10} {:>10}  {:>9}",
+        "clients", "inv p50", "inv rps", "route p50", "route rps", "rps x"
+    );
+    for &clients in &args.clients {
+        let invoke = load
+            .measure(&invoke_url, None, clients, args.duration)
+            .await?;
+        let route = load
+            .measure(&route_url, None, clients, args.duration)
+            .await?;
+        let ratio = route.per_second / invoke.per_second;
+        println!(
+            "{clients:>7}  {:>10} {:>10.0}  {:>10} {:>10.0}  {ratio:>8.3}x",
+            micros(invoke.p50),
+            invoke.per_second,
+            micros(route.p50),
+            route.per_second,
+        );
+        if clients == max_clients && ratio < GOAL_ROUTE_RATIO_TO_INVOKE {
+            println!(
+                "  goal missed: route requests per second should be at least {GOAL_ROUTE_RATIO_TO_INVOKE}x the Invoke API's"
+            );
+            goals_met = false;
+        }
+    }
+
     // Async: accept with the worker stopped, so the gateway has the machine to itself, then
     // drain what was accepted.
     let xadd = load
@@ -215,7 +250,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!(
         "goals (1 client: p50 <= {GOAL_P50_RATIO_AT_ONE_CLIENT}x echo; 32 clients: rps >= {GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS}x echo; \
-         202/s >= {GOAL_ACCEPT_RATIO_TO_XADD}x XADD/s; drained/s >= {GOAL_DRAIN_RATIO_TO_SYNC}x sync rps): {}",
+         route rps >= {GOAL_ROUTE_RATIO_TO_INVOKE}x invoke rps; 202/s >= {GOAL_ACCEPT_RATIO_TO_XADD}x XADD/s; \
+         drained/s >= {GOAL_DRAIN_RATIO_TO_SYNC}x sync rps): {}",
         if goals_met { "met" } else { "missed" }
     );
 
@@ -278,6 +314,22 @@ async fn start_echo(shutdown: CancellationToken) -> anyhow::Result<String> {
         }
     });
     Ok(url)
+}
+
+/// `POST /noop` → the no-op function, synchronously.
+async fn add_noop_route(client: &reqwest::Client, endpoint: &str) -> anyhow::Result<()> {
+    let response = client
+        .post(format!("{endpoint}/nimbus/v1/routes"))
+        .json(&json!({"method": "POST", "path": "/noop", "functionName": "noop"}))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "cannot add the benchmark's route: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 async fn deploy_noop(
