@@ -89,7 +89,7 @@ pub(crate) async fn create(
             .as_deref()
             .map_or(Ok(AuthType::None), AuthType::parse)?,
         cors: request.cors,
-        created_at: OffsetDateTime::now_utc(),
+        created_at: to_the_microsecond(OffsetDateTime::now_utc()),
     };
     route.validate()?;
     if crate::http_trigger::is_url_path(route.path.as_str()) {
@@ -142,6 +142,12 @@ pub(crate) async fn delete(
     }
     state.triggers().forget_routes();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the store keeps of a time, so that the answer to a create equals later reads.
+fn to_the_microsecond(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(at)
 }
 
 fn not_found(route_id: &str) -> Error {

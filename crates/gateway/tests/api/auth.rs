@@ -358,3 +358,42 @@ async fn without_keys_unsigned_and_signed_requests_are_both_served() {
         .to_owned();
     assert!(!location.contains('?'), "{location}");
 }
+
+#[tokio::test]
+async fn an_aws_iam_trigger_takes_only_signed_requests_and_a_none_one_takes_any() {
+    let gateway = locked_gateway().await;
+    create(&gateway, "echo").await;
+    for (path, auth_type) in [("/private", "AWS_IAM"), ("/public", "NONE")] {
+        let body = serde_json::to_vec(&json!({
+            "method": "GET", "path": path, "functionName": "echo", "authType": auth_type
+        }))
+        .unwrap();
+        let answer = Signer::new()
+            .send(&gateway, "POST", "/nimbus/v1/routes", &body)
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+    }
+
+    let unsigned = gateway.get("/api/private").await;
+    assert_eq!(unsigned.status, 403);
+    assert_eq!(unsigned.json(), json!({"message": "Forbidden"}));
+    let wrong_secret = Signer {
+        key: Credentials::new(KEY_ID, "the-wrong-secret"),
+        ..Signer::new()
+    };
+    let forged = wrong_secret.send(&gateway, "GET", "/api/private", b"").await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(gateway.invoker.calls(), 0);
+
+    let signed = Signer::new().send(&gateway, "GET", "/api/private", b"").await;
+    assert_eq!(signed.status, 200, "{}", signed.text());
+    assert_eq!(
+        signed.json()["requestContext"]["authorizer"]["iam"]["accessKey"],
+        KEY_ID
+    );
+    // A public route needs no signature, though the Lambda API around it does.
+    let public = gateway.get("/api/public").await;
+    assert_eq!(public.status, 200, "{}", public.text());
+    assert!(public.json()["requestContext"].get("authorizer").is_none());
+    assert_eq!(gateway.invoker.calls(), 2);
+}

@@ -15,4 +15,5 @@ mod invocation_list;
 mod invoke;
 mod provisioned;
 mod serve;
+mod triggers;
 mod versions;
