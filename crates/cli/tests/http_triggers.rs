@@ -502,3 +502,38 @@ async fn a_lambda_http_app_serves_its_routes_unchanged() {
     let response = http().get(format!("{api}/unknown")).send().await.unwrap();
     assert_eq!(response.status(), 404);
 }
+
+/// The same routes on the distributed topology: stored in Postgres, served by the gateway
+/// process, run by the invoker and (queued on Redis) by a queue-worker.
+#[tokio::test]
+async fn routes_work_across_the_distributed_topology() {
+    let platform = Platform::distributed(&[]);
+    deploy(&platform, "plain", "app.plain");
+    add_route(&platform, &["GET", "/hello/{name}", "plain"]);
+    add_route(&platform, &["PUT", "/later", "plain", "--async"]);
+    let api = format!("{}/api", platform.endpoint);
+
+    let response = http().get(format!("{api}/hello/ada")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"plain": true, "path": "/hello/ada"})
+    );
+
+    let response = http().put(format!("{api}/later")).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let request_id = header(&response, "x-amzn-requestid").unwrap();
+    let record_url = format!("{}/nimbus/v1/invocations/{request_id}", platform.endpoint);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = http().get(&record_url).send().await.unwrap();
+        if response.status() == 200 {
+            let record: Value = response.json().await.unwrap();
+            if record["status"] == "succeeded" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the event did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
