@@ -68,6 +68,30 @@ fn add_route(platform: &Platform, args: &[&str]) {
     );
 }
 
+async fn get_json(url: &str) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls the invocation's record until it says `succeeded`.
+async fn wait_until_succeeded(platform: &Platform, request_id: &str) -> Value {
+    let url = format!("{}/nimbus/v1/invocations/{request_id}", platform.endpoint);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = http().get(&url).send().await.unwrap();
+        if response.status() == 200 {
+            let record: Value = response.json().await.unwrap();
+            if record["status"] == "succeeded" {
+                return record;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the invocation did not succeed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
@@ -136,19 +160,8 @@ async fn a_sync_route_maps_the_request_to_an_event_and_the_result_to_a_response(
     assert_eq!(event["requestContext"]["requestId"], request_id.as_str());
     assert_eq!(event["isBase64Encoded"], false);
     // The invocation has a record under the request's id, like any other.
-    let record: Value = http()
-        .get(format!(
-            "{}/nimbus/v1/invocations/{request_id}",
-            platform.endpoint
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record = wait_until_succeeded(&platform, &request_id).await;
     assert_eq!(record["functionName"], "getOrder");
-    assert_eq!(record["status"], "succeeded");
 
     // A binary body goes in as base64 and comes back decoded.
     let response = http()
@@ -219,24 +232,8 @@ async fn an_async_route_answers_202_and_the_event_runs() {
     let request_id = header(&response, "x-amzn-requestid").unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["requestId"], request_id.as_str());
-    let record_url = format!("{}/nimbus/v1/invocations/{request_id}", platform.endpoint);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let record: Value = http()
-            .get(&record_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(record["invocationType"], "Event");
-        if record["status"] == "succeeded" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the event did not run: {record}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let record = wait_until_succeeded(&platform, &request_id).await;
+    assert_eq!(record["invocationType"], "Event");
 
     // The caller may ask for a synchronous run of an async route.
     let response = http()
@@ -398,17 +395,11 @@ async fn function_urls_are_managed_with_the_lambda_api_and_serve_requests() {
         json!({"AllowOrigins": ["https://app.example"]})
     );
     assert_eq!(updated["AuthType"], "NONE");
-    let listed: Value = http()
-        .get(format!(
-            "{}/2021-10-31/functions/echo/urls",
-            platform.endpoint
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&format!(
+        "{}/2021-10-31/functions/echo/urls",
+        platform.endpoint
+    ))
+    .await;
     assert_eq!(listed["FunctionUrlConfigs"].as_array().unwrap().len(), 1);
 
     let deleted = http().delete(&config_url).send().await.unwrap();
@@ -523,17 +514,5 @@ async fn routes_work_across_the_distributed_topology() {
     let response = http().put(format!("{api}/later")).send().await.unwrap();
     assert_eq!(response.status(), 202);
     let request_id = header(&response, "x-amzn-requestid").unwrap();
-    let record_url = format!("{}/nimbus/v1/invocations/{request_id}", platform.endpoint);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = http().get(&record_url).send().await.unwrap();
-        if response.status() == 200 {
-            let record: Value = response.json().await.unwrap();
-            if record["status"] == "succeeded" {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the event did not run");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_succeeded(&platform, &request_id).await;
 }
