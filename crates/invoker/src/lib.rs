@@ -10,6 +10,7 @@ mod config;
 pub mod grpc;
 mod instance;
 mod invoker;
+mod isolation;
 mod logs;
 mod pool;
 mod provisioner;
@@ -18,5 +19,5 @@ mod runtimes;
 mod scratch;
 mod sync;
 
-pub use config::InvokerConfig;
+pub use config::{InvokerConfig, parse_function_uids};
 pub use invoker::{InvokerStats, LocalInvoker};
