@@ -15,6 +15,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::process::{Resource, Rlimit};
 
@@ -181,6 +182,10 @@ impl FunctionUsers {
                 format!("function user ids {ids:?}: an empty range or one holding root"),
             ));
         }
+        // Processes an instance orphans (a fork bomb's, a daemon's) are reparented to the
+        // invoker rather than to init, which in a container may never reap them: the
+        // invoker reaps them when their instance goes away (`kill_and_reap`).
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
         let locks = PathBuf::from(USER_LOCKS);
         std::fs::create_dir_all(&locks)?;
         std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o700))?;
@@ -208,7 +213,7 @@ impl FunctionUsers {
                 .open(self.locks.join(id.to_string()))?;
             match lock.try_lock() {
                 Ok(()) => {
-                    kill_all(id)?;
+                    kill_and_reap(id)?;
                     return Ok(UserLease { id, _lock: lock });
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {}
@@ -280,7 +285,7 @@ impl Sandbox {
     /// the user back. Blocking.
     pub(crate) fn remove(self) {
         if let Some(user) = &self.user
-            && let Err(error) = kill_all(user.id)
+            && let Err(error) = kill_and_reap(user.id)
         {
             tracing::warn!(uid = user.id, %error, "cannot kill the processes of an instance's user");
         }
@@ -288,6 +293,62 @@ impl Sandbox {
             tracing::warn!(path = %self.dir.display(), %error, "cannot remove an instance folder");
         }
     }
+}
+
+/// How long [`kill_and_reap`] waits for killed processes to end.
+const REAP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Kills every process of `uid` and reaps those orphaned to the invoker, until none is left:
+/// no zombie stays behind. Blocking.
+fn kill_and_reap(uid: u32) -> io::Result<()> {
+    let me = rustix::process::getpid().as_raw_pid();
+    let deadline = Instant::now() + REAP_DEADLINE;
+    loop {
+        kill_all(uid)?;
+        let left = processes_of(uid);
+        if left.is_empty() {
+            return Ok(());
+        }
+        for (pid, parent) in left {
+            if parent == me
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            {
+                // Not yet a zombie, or reaped meanwhile: the next round sees it again.
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::other(format!(
+                "processes of user {uid} are still there after {} s",
+                REAP_DEADLINE.as_secs()
+            )));
+        }
+        // Killed processes take a moment to exit; there is nothing to be notified by.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The processes whose real user is `uid`, with their parents, from `/proc`.
+fn processes_of(uid: u32) -> Vec<(i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|value| value.parse::<i64>().ok())
+            };
+            (field("Uid:")? == i64::from(uid))
+                .then_some((pid, i32::try_from(field("PPid:")?).ok()?))
+        })
+        .collect()
 }
 
 /// Kills every process running as `uid`, including those that left the instance's process
