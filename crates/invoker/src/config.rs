@@ -68,28 +68,35 @@ impl Default for InvokerConfig {
     }
 }
 
-/// Parses `--function-uids`: `FIRST-LAST` (inclusive), or `off` to run instances as the
-/// invoker's user.
-pub fn parse_function_uids(value: &str) -> Result<Option<Range<u32>>, String> {
-    if value.eq_ignore_ascii_case("off") {
-        return Ok(None);
+/// `--function-uids`: `FIRST-LAST` (inclusive), or `off` to run instances as the invoker's
+/// user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionUids(pub Option<Range<u32>>);
+
+impl std::str::FromStr for FunctionUids {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        let parse = |id: &str| {
+            id.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("'{id}' is not a user id: {e}"))
+        };
+        let (first, last) = value
+            .split_once('-')
+            .ok_or_else(|| format!("'{value}' is neither FIRST-LAST nor off"))?;
+        let (first, last) = (parse(first)?, parse(last)?);
+        if first == 0 || last < first || last == u32::MAX {
+            return Err(format!(
+                "'{value}': the range must not be empty, hold root (0) or end at {}",
+                u32::MAX
+            ));
+        }
+        Ok(Self(Some(first..last + 1)))
     }
-    let parse = |id: &str| {
-        id.trim()
-            .parse::<u32>()
-            .map_err(|e| format!("'{id}' is not a user id: {e}"))
-    };
-    let (first, last) = value
-        .split_once('-')
-        .ok_or_else(|| format!("'{value}' is neither FIRST-LAST nor off"))?;
-    let (first, last) = (parse(first)?, parse(last)?);
-    if first == 0 || last < first || last == u32::MAX {
-        return Err(format!(
-            "'{value}': the range must not be empty, hold root (0) or end at {}",
-            u32::MAX
-        ));
-    }
-    Ok(Some(first..last + 1))
 }
 
 #[cfg(test)]
@@ -98,11 +105,12 @@ mod tests {
 
     #[test]
     fn function_uid_ranges_are_inclusive_or_off() {
-        assert_eq!(parse_function_uids("50000-59999"), Ok(Some(50_000..60_000)));
-        assert_eq!(parse_function_uids("7-7"), Ok(Some(7..8)));
-        assert_eq!(parse_function_uids("OFF"), Ok(None));
+        let parse = |s: &str| s.parse::<FunctionUids>().map(|uids| uids.0);
+        assert_eq!(parse("50000-59999"), Ok(Some(50_000..60_000)));
+        assert_eq!(parse("7-7"), Ok(Some(7..8)));
+        assert_eq!(parse("OFF"), Ok(None));
         for bad in ["0-10", "10-9", "x-2", "12", ""] {
-            assert!(parse_function_uids(bad).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -75,6 +75,7 @@ impl Isolation {
             std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| io(&folder.display().to_string(), e))?;
         }
+        close_others(data).map_err(|e| io(&data.display().to_string(), e))?;
         match reachable_by_others(data) {
             Ok(None) => {}
             Ok(Some(closed)) => {
@@ -100,6 +101,32 @@ impl Isolation {
             },
         })
     }
+}
+
+/// What instances may enter in the data folder; everything else in it is closed to them.
+const OPEN_TO_INSTANCES: [&str; 3] = ["code", "instances", "runtimes"];
+
+/// The data folder must be searchable by instances, so nothing else in it may be open to
+/// other users: with `nimbus dev` it also holds the store and the queue (every function's
+/// code, environment and events) under well-known names.
+fn close_others(data: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        if OPEN_TO_INSTANCES
+            .iter()
+            .any(|name| entry.file_name() == *name)
+        {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        let mode = meta.permissions().mode();
+        if meta.is_symlink() || mode & 0o077 == 0 {
+            continue;
+        }
+        tracing::info!(path = %entry.path().display(), "closing to other users: instances can reach the data folder");
+        std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & 0o7700))?;
+    }
+    Ok(())
 }
 
 /// Resource limits of one instance, set between fork and exec.

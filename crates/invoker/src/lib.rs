@@ -19,5 +19,5 @@ mod runtimes;
 mod scratch;
 mod sync;
 
-pub use config::{InvokerConfig, parse_function_uids};
+pub use config::{FunctionUids, InvokerConfig};
 pub use invoker::{InvokerStats, LocalInvoker};

@@ -134,12 +134,12 @@ impl Fixture {
     }
 }
 
-/// A temporary folder every user can reach and write to, sticky as `/tmp` is: functions
-/// running as users of their own leave files there for the tests.
+/// A temporary folder every user can reach and write to: functions running as users of their
+/// own leave files there for the tests.
 pub fn shared_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir
 }
 
