@@ -84,9 +84,6 @@ impl Instance {
                 function.name
             )))
         };
-        let api = RuntimeApi::start()
-            .await
-            .map_err(|e| setup("runtime API", e))?;
         let root = config.data_dir.join("instances");
         let name = function.name.to_string();
         let code = code_dir.to_path_buf();
@@ -97,6 +94,13 @@ impl Instance {
         .await
         .map_err(|e| setup("instance folder", std::io::Error::other(e)))?
         .map_err(|e| setup("instance folder", e))?;
+        let api = match RuntimeApi::start(sandbox.user.as_ref().map(|user| user.id)).await {
+            Ok(api) => api,
+            Err(e) => {
+                remove_sandbox(sandbox).await;
+                return Err(setup("runtime API", e));
+            }
+        };
 
         let mut command = runtimes::command(
             config,

@@ -16,7 +16,7 @@ use serde_json::json;
 
 /// Handlers of the isolation tests, in `probe.py`.
 const PROBE_APP: &str = r#"
-import os, resource, time
+import os, resource, time, urllib.request
 
 def whoami(event, context):
     if event.get("dir"):
@@ -34,6 +34,7 @@ def whoami(event, context):
         "tmpdir": os.environ["TMPDIR"],
         "home": os.environ["HOME"],
         "task_root": os.environ["LAMBDA_TASK_ROOT"],
+        "api": os.environ["AWS_LAMBDA_RUNTIME_API"],
         "env": sorted(os.environ),
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
@@ -53,8 +54,20 @@ def read(path):
     except OSError as error:
         return type(error).__name__
 
+def take_event(address):
+    """What asking another instance's Runtime API for its next event gives."""
+    try:
+        url = "http://%s/2018-06-01/runtime/invocation/next" % address
+        urllib.request.urlopen(url, timeout=5).read()
+        return "ok"
+    except Exception as error:
+        return type(error).__name__
+
 def probe(event, context):
-    return {path: read(path) for path in event["paths"]}
+    seen = {path: read(path) for path in event["paths"]}
+    for address in event.get("apis", []):
+        seen[address] = take_event(address)
+    return seen
 
 def hog(event, context):
     chunks = []
@@ -324,13 +337,33 @@ async fn a_function_cannot_read_another_s_code_tmp_or_environment() {
     let mut paths = theirs.clone();
     paths.push(PathBuf::from("spy.txt"));
     paths.push(PathBuf::from("/proc/self/environ"));
-    let seen = succeeded(&f.invoke(request(&spy, json!({ "paths": paths }))).await);
+    let api = victim_view["api"].as_str().unwrap();
+    let seen = succeeded(
+        &f.invoke(request(&spy, json!({ "paths": paths, "apis": [api] })))
+            .await,
+    );
     for path in &theirs {
         let key = path.to_str().unwrap();
         assert_eq!(seen[key], json!("PermissionError"), "{key}: {seen}");
     }
+    // The victim's Runtime API hangs up on another user at once (rather than handing out
+    // the victim's next event, or making the spy wait for one).
+    let refused = seen[api].as_str().unwrap();
+    assert!(
+        [
+            "RemoteDisconnected",
+            "ConnectionResetError",
+            "BadStatusLine"
+        ]
+        .contains(&refused),
+        "{seen}"
+    );
     assert_eq!(seen["spy.txt"], json!("ok"), "{seen}");
     assert_eq!(seen["/proc/self/environ"], json!("ok"), "{seen}");
+    // The victim is unharmed and still served by its warm instance.
+    let again = succeeded(&f.invoke(request(&victim, json!({}))).await);
+    assert_eq!(again["pid"], victim_view["pid"]);
+    assert_eq!(f.invoker.stats().instances_started, 2);
     f.invoker.shutdown().await;
 }
 
