@@ -325,20 +325,24 @@ impl Sandbox {
 /// How long [`kill_and_reap`] waits for killed processes to end.
 const REAP_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Kills every process of `uid` and reaps those orphaned to the invoker, until none is left:
-/// no zombie stays behind. Blocking.
+/// Kills every process of `uid` and reaps those orphaned to the invoker, until none is left
+/// running and none of the invoker's is a zombie. (Zombies of another parent, such as those
+/// of a crashed invoker's instances, now init's, are not ours to reap.) Blocking.
 fn kill_and_reap(uid: u32) -> io::Result<()> {
     let me = rustix::process::getpid().as_raw_pid();
     let deadline = Instant::now() + REAP_DEADLINE;
     loop {
         kill_all(uid)?;
-        let left = processes_of(uid);
+        let left: Vec<_> = processes_of(uid)
+            .into_iter()
+            .filter(|process| !process.zombie || process.parent == me)
+            .collect();
         if left.is_empty() {
             return Ok(());
         }
-        for (pid, parent) in left {
-            if parent == me
-                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        for process in left {
+            if process.parent == me
+                && let Some(pid) = rustix::process::Pid::from_raw(process.pid)
             {
                 // Not yet a zombie, or reaped meanwhile: the next round sees it again.
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
@@ -355,8 +359,14 @@ fn kill_and_reap(uid: u32) -> io::Result<()> {
     }
 }
 
-/// The processes whose real user is `uid`, with their parents, from `/proc`.
-fn processes_of(uid: u32) -> Vec<(i32, i32)> {
+struct Process {
+    pid: i32,
+    parent: i32,
+    zombie: bool,
+}
+
+/// The processes whose real user is `uid`, from `/proc`.
+fn processes_of(uid: u32) -> Vec<Process> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -370,10 +380,15 @@ fn processes_of(uid: u32) -> Vec<(i32, i32)> {
                     .lines()
                     .find_map(|line| line.strip_prefix(name))
                     .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|value| value.parse::<i64>().ok())
             };
-            (field("Uid:")? == i64::from(uid))
-                .then_some((pid, i32::try_from(field("PPid:")?).ok()?))
+            if field("Uid:")?.parse::<u32>().ok()? != uid {
+                return None;
+            }
+            Some(Process {
+                pid,
+                parent: field("PPid:")?.parse().ok()?,
+                zombie: field("State:")? == "Z",
+            })
         })
         .collect()
 }
@@ -386,6 +401,7 @@ fn processes_of(uid: u32) -> Vec<(i32, i32)> {
 pub(crate) fn kill_all(uid: u32) -> io::Result<()> {
     /// The child ends by reporting this error instead of running a program.
     const DONE: rustix::io::Errno = rustix::io::Errno::CANCELED;
+    // Never executed: the child's work is done in `pre_exec`.
     let mut killer = std::process::Command::new("/nonexistent/nimbus-kill-all");
     killer
         .uid(uid)
