@@ -332,7 +332,7 @@ fn kill_and_reap(uid: u32) -> io::Result<()> {
     let me = rustix::process::getpid().as_raw_pid();
     let deadline = Instant::now() + REAP_DEADLINE;
     loop {
-        kill_all(uid)?;
+        // Only a process of `uid` can start another one: none left means none to come.
         let left: Vec<_> = processes_of(uid)
             .into_iter()
             .filter(|process| !process.zombie || process.parent == me)
@@ -340,6 +340,7 @@ fn kill_and_reap(uid: u32) -> io::Result<()> {
         if left.is_empty() {
             return Ok(());
         }
+        kill_all(uid)?;
         for process in left {
             if process.parent == me
                 && let Some(pid) = rustix::process::Pid::from_raw(process.pid)
@@ -465,6 +466,9 @@ pub(crate) fn interpreter_for_others(program: &Path) -> Option<PathBuf> {
 /// cache's own (read-only, shared, no bytes copied), the folders are new, read-only and
 /// reachable only by the instance they are made for. Copies instead of linking across file
 /// systems.
+///
+/// Files are made readable by everyone: zips often carry `0600` (Python's `zipfile` writes
+/// that), which only the invoker's user could read, and only the instance can reach them.
 pub(crate) fn link_tree(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::create_dir(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -474,6 +478,14 @@ pub(crate) fn link_tree(from: &Path, to: &Path) -> io::Result<()> {
         if kind.is_dir() {
             link_tree(&entry.path(), &target)?;
         } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode();
+            if mode & 0o444 != 0o444 {
+                // The cache's inode: the cache folder is closed to every instance anyway.
+                std::fs::set_permissions(
+                    entry.path(),
+                    std::fs::Permissions::from_mode(mode | 0o444),
+                )?;
+            }
             match std::fs::hard_link(entry.path(), &target) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
@@ -497,8 +509,14 @@ mod tests {
         std::fs::create_dir_all(from.join("lib")).unwrap();
         std::fs::write(from.join("lib/a.py"), "x").unwrap();
         std::fs::write(from.join("b"), "y").unwrap();
+        std::fs::set_permissions(from.join("b"), std::fs::Permissions::from_mode(0o400)).unwrap();
         let to = root.path().join("to");
         link_tree(&from, &to).unwrap();
+        let mode = std::fs::metadata(to.join("b"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444, "readable by the instance's user");
         assert_eq!(std::fs::read_to_string(to.join("lib/a.py")).unwrap(), "x");
         assert_eq!(std::fs::read_to_string(to.join("b")).unwrap(), "y");
         let mode = std::fs::metadata(to.join("lib"))
