@@ -490,3 +490,23 @@ async fn a_fork_bomb_is_contained_and_leaves_nothing_behind() {
     assert_eq!(body["nproc"], json!([64, 64]));
     f.invoker.shutdown().await;
 }
+
+#[tokio::test]
+async fn code_zipped_without_read_rights_for_others_still_runs() {
+    use std::io::Write as _;
+    let f = fixture(|_| {}).await;
+    // Python's zipfile writes entries as 0600: only the invoker's user could read them.
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o600);
+    writer.start_file("probe.py", options).unwrap();
+    writer.write_all(PROBE_APP.as_bytes()).unwrap();
+    let zip = bytes::Bytes::from(writer.finish().unwrap().into_inner());
+    let sha = nimbus_core::CodeSha256::of(&zip);
+    f.store.put_code(&sha, zip.clone()).await.unwrap();
+    let mut private = probe_function(&f, "private", "probe.whoami").await;
+    private.code_sha256 = sha;
+    private.code_size = zip.len() as u64;
+    let body = succeeded(&f.invoke(request(&private, json!({}))).await);
+    assert_eq!(body["nofile"], json!([1024, 1024]));
+    f.invoker.shutdown().await;
+}
