@@ -213,6 +213,14 @@ impl FunctionUsers {
         // invoker rather than to init, which in a container may never reap them: the
         // invoker reaps them when their instance goes away (`kill_and_reap`).
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        // Fail at start, not at every cold start, if root may not switch users (a container
+        // without CAP_SETUID or CAP_SETGID, or ids its user namespace does not map).
+        as_user(ids.start, || {}).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot switch to user {}: {e}", ids.start),
+            )
+        })?;
         let locks = PathBuf::from(USER_LOCKS);
         std::fs::create_dir_all(&locks)?;
         std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o700))?;
@@ -395,36 +403,44 @@ fn processes_of(uid: u32) -> Vec<Process> {
 }
 
 /// Kills every process running as `uid`, including those that left the instance's process
-/// group (`setsid`) or were orphaned. A child switches to that user and signals `-1`, which
+/// group (`setsid`) or were orphaned: a child switches to that user and signals `-1`, which
 /// reaches every process the sender may signal, that is every process of that user; the
 /// kernel sends it atomically with respect to `fork`, so a fork bomb cannot outrun it.
-/// Blocking: spawns and reaps that child.
-pub(crate) fn kill_all(uid: u32) -> io::Result<()> {
+/// Blocking.
+fn kill_all(uid: u32) -> io::Result<()> {
+    as_user(uid, || {
+        // `kill(-pgrp)` with pgrp 1 is `kill(-1)`: every process this user may signal.
+        // ESRCH: there were none.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::INIT,
+            rustix::process::Signal::KILL,
+        );
+    })
+}
+
+/// Runs `work` in a child process switched to user and group `uid`, between fork and exec,
+/// and reaps it: it never executes a program. `work` must be async-signal-safe (system calls
+/// only, no allocation). Blocking.
+fn as_user(uid: u32, work: fn()) -> io::Result<()> {
     /// The child ends by reporting this error instead of running a program.
     const DONE: rustix::io::Errno = rustix::io::Errno::CANCELED;
-    // Never executed: the child's work is done in `pre_exec`.
-    let mut killer = std::process::Command::new("/nonexistent/nimbus-kill-all");
-    killer
+    let mut child = std::process::Command::new("/nonexistent/nimbus-as-user");
+    child
         .uid(uid)
         .gid(uid)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: the closure makes one system call and builds an error without allocating:
-    // both are async-signal-safe.
+    // SAFETY: `work` is async-signal-safe (see above), and building an error from an errno
+    // does not allocate.
     #[allow(unsafe_code)]
     unsafe {
-        killer.pre_exec(|| {
-            // `kill(-pgrp)` with pgrp 1 is `kill(-1)`: every process this user may signal.
-            // ESRCH: there were none.
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::INIT,
-                rustix::process::Signal::KILL,
-            );
+        child.pre_exec(move || {
+            work();
             Err(io::Error::from_raw_os_error(DONE.raw_os_error()))
         });
     }
-    match killer.spawn() {
+    match child.spawn() {
         // std reaps a child that failed before exec.
         Err(error) if error.raw_os_error() == Some(DONE.raw_os_error()) => Ok(()),
         Err(error) => Err(error),
