@@ -76,6 +76,9 @@ class Nimbus:
                 returncode=3,
             )
         self.dir = Path(tempfile.mkdtemp(prefix="nimbus-compat-"))
+        # Run as root, Nimbus runs each instance as a user of its own, which must be able to
+        # reach the data folder inside this one (docs/security.md).
+        self.dir.chmod(0o711)
         self.log_path = self.dir / "nimbus.log"
         child_env = dict(os.environ)
         # Managed runtimes and `provided` bootstraps find `python3` on PATH: this venv's, the

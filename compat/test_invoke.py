@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -179,11 +181,15 @@ def one_at_a_time():
 
 
 @ops("Invoke")
-def test_over_the_concurrency_limit_is_too_many_requests(one_at_a_time, tmp_path):
+def test_over_the_concurrency_limit_is_too_many_requests(one_at_a_time):
     """One invocation holds the function's only instance until the test releases it; a second
     one meanwhile is throttled at once (429 TooManyRequestsException with its Reason)."""
     client = client_for(one_at_a_time.endpoint)
-    started, release = tmp_path / "started", tmp_path / "release"
+    # Run as root, Nimbus runs the function as a user of its own: it needs a folder it can
+    # reach and write to (pytest's tmp_path is private to root).
+    shared = Path(tempfile.mkdtemp(prefix="nimbus-compat-shared-"))
+    shared.chmod(0o777)
+    started, release = shared / "started", shared / "release"
     source = f'''
 import os, time
 
@@ -222,4 +228,5 @@ def handler(event, context):
     finally:
         Path(release).touch()
         holder.join(timeout=90)
+        shutil.rmtree(shared, ignore_errors=True)
     assert results["first"]["Payload"].read() == b'"released"'

@@ -477,6 +477,19 @@ pub struct InstanceArgs {
     /// Node.js interpreter for nodejs*.x functions.
     #[arg(long, env = "NIMBUS_NODE", default_value = "node")]
     pub node: PathBuf,
+
+    /// When Nimbus runs as root, each instance runs as a user id of its own from FIRST-LAST;
+    /// `off` runs instances as root (docs/security.md).
+    #[arg(long, env = "NIMBUS_FUNCTION_UIDS", default_value = "50000-59999")]
+    pub function_uids: nimbus_invoker::FunctionUids,
+
+    /// Open files an instance's process may have (RLIMIT_NOFILE).
+    #[arg(long, env = "NIMBUS_FUNCTION_OPEN_FILES", default_value_t = 1024)]
+    pub function_open_files: u64,
+
+    /// Processes and threads an instance may run (RLIMIT_NPROC), with a user id of its own.
+    #[arg(long, env = "NIMBUS_FUNCTION_PROCESSES", default_value_t = 1024)]
+    pub function_processes: u64,
 }
 
 #[derive(Debug, Args)]

@@ -436,6 +436,9 @@ pub fn invoker_config(data_dir: &Path, region: &str, instances: &InstanceArgs) -
         python: instances.python.clone(),
         node: instances.node.clone(),
         region: region.to_owned(),
+        function_uids: instances.function_uids.0.clone(),
+        function_open_files: instances.function_open_files,
+        function_processes: instances.function_processes,
         ..InvokerConfig::default()
     }
 }

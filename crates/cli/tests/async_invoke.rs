@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::otlp::{OtlpReceiver, ReceivedSpan};
-use common::{Platform, function_dir};
+use common::{Platform, function_dir, shared_dir};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -22,6 +22,9 @@ const FUNCTIONS: &str = r#"
 import json, os, pathlib, time
 
 STATE = pathlib.Path(os.environ["STATE_DIR"])
+# Attempts may run on different instances, each a user of its own when Nimbus runs as root:
+# what one writes, the next must be able to rewrite.
+os.umask(0)
 
 def publish(name, text):
     # Whole or not at all: the test reads the file as soon as it exists.
@@ -83,7 +86,7 @@ struct Functions {
 
 impl Functions {
     fn deploy(platform: &Platform) -> Functions {
-        let state = tempfile::tempdir().unwrap();
+        let state = shared_dir();
         let code = function_dir(&[("app.py", FUNCTIONS)]);
         let env = format!("STATE_DIR={}", state.path().display());
         for (name, handler) in [

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Platform, function_dir, target_dir};
+use common::{Platform, function_dir, shared_dir, target_dir};
 use serde_json::{Value, json};
 
 const PYTHON_FUNCTIONS: &str = r#"
@@ -160,7 +160,7 @@ async fn wait_for_record(platform: &Platform, request_id: &str) -> Value {
 
 async fn throttles_beyond_the_function_concurrency(platform: &Platform) {
     deploy_python(platform, "gate", "app.gate", &[]);
-    let barrier = tempfile::tempdir().unwrap();
+    let barrier = shared_dir();
     let event = json!({"dir": barrier.path()}).to_string();
     let first = tokio::spawn(invoke_owned(platform.invoke_url("gate"), event.clone()));
     let second = tokio::spawn(invoke_owned(platform.invoke_url("gate"), event.clone()));
@@ -345,7 +345,8 @@ async fn function_errors_timeouts_and_crashes_are_reported_like_lambda() {
     assert_eq!(record["status"], json!("failed"));
     assert_eq!(record["errorType"], json!("ValueError"));
 
-    let pidfile = platform.data_dir.path().join("slow.pid");
+    let shared = shared_dir();
+    let pidfile = shared.path().join("slow.pid");
     let response = invoke(&platform, "slow", &json!({"pidfile": pidfile}).to_string()).await;
     assert_eq!(
         header(&response, "X-Amz-Function-Error").as_deref(),

@@ -20,14 +20,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{INIT_TIMEOUT, InvokerConfig};
+use crate::isolation::{Isolation, Limits, Sandbox};
 use crate::logs::{InstanceLogs, Stream};
 use crate::runtime_api::{Event, Readiness, Reply, RuntimeApi};
-use crate::{runtimes, scratch};
+use crate::runtimes;
 
 /// Tells instances apart in the pool (a pid may be reused once its process is reaped).
 pub(crate) type InstanceId = u64;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Lambda's error type for a function that exceeded its memory.
+const OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
 
 pub(crate) struct Instance {
     pub(crate) id: InstanceId,
@@ -70,6 +74,7 @@ impl Instance {
     /// Starts the runtime process; it initialises while the first invocation waits for it.
     pub(crate) async fn spawn(
         config: &InvokerConfig,
+        isolation: &Isolation,
         function: &FunctionConfig,
         code_dir: &Path,
     ) -> Result<Instance, StartError> {
@@ -79,29 +84,60 @@ impl Instance {
                 function.name
             )))
         };
-        let api = RuntimeApi::start()
-            .await
-            .map_err(|e| setup("runtime API", e))?;
-        let scratch = scratch::create(&config.data_dir.join("instances"), function.name.as_str())
-            .map_err(|e| setup("scratch folder", e))?;
+        let root = config.data_dir.join("instances");
+        let name = function.name.to_string();
+        let code = code_dir.to_path_buf();
+        let users = isolation.users.clone();
+        let sandbox = tokio::task::spawn_blocking(move || {
+            Sandbox::create(&root, &name, &code, users.as_deref())
+        })
+        .await
+        .map_err(|e| setup("instance folder", std::io::Error::other(e)))?
+        .map_err(|e| setup("instance folder", e))?;
+        let api = match RuntimeApi::start(sandbox.user.as_ref().map(|user| user.id)).await {
+            Ok(api) => api,
+            Err(e) => {
+                remove_sandbox(sandbox).await;
+                return Err(setup("runtime API", e));
+            }
+        };
 
-        let mut command = runtimes::command(config, function, code_dir);
+        let mut command = runtimes::command(
+            config,
+            &isolation.interpreters,
+            function,
+            &sandbox.task_root,
+        );
         command
             .env_clear()
             .envs(&function.environment)
-            .envs(lambda_environment(
-                config, function, code_dir, &api, &scratch,
-            ))
-            .current_dir(code_dir)
+            .envs(lambda_environment(config, function, &api, &sandbox))
+            .current_dir(&sandbox.task_root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(user) = &sandbox.user {
+            // std drops the supplementary groups too, and switching away from root drops
+            // every capability.
+            command.uid(user.id).gid(user.id);
+        }
+        let limits = Limits::new(
+            function.memory_mb,
+            config.function_open_files,
+            config.function_processes,
+            sandbox.user.is_some(),
+        );
+        // SAFETY: `apply` only makes system calls (see there): async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || limits.apply());
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
-                remove_scratch(scratch).await;
+                remove_sandbox(sandbox).await;
                 let program = PathBuf::from(command.as_std().get_program());
                 return Err(StartError::Exec { program, error });
             }
@@ -118,14 +154,14 @@ impl Instance {
                 Err(e) => {
                     // The child is killed when dropped; reap it before giving up.
                     let _ = child.kill().await;
-                    remove_scratch(scratch).await;
+                    remove_sandbox(sandbox).await;
                     return Err(setup("output capture", e));
                 }
             }
         }
         let kill = CancellationToken::new();
         let (exit_tx, exit) = watch::channel(None);
-        tokio::spawn(supervise(child, pid, kill.clone(), exit_tx, scratch));
+        tokio::spawn(supervise(child, pid, kill.clone(), exit_tx, sandbox));
         tracing::debug!(function = %function.name, pid, "instance started");
         Ok(Instance {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -307,6 +343,21 @@ impl Instance {
                 reusable: true,
                 log_line: None,
             },
+            // A runtime that reports running out of memory (Nimbus' Python bootstrap on a
+            // MemoryError) cannot be trusted with another invocation, as on Lambda, where the
+            // out-of-memory killer ends it.
+            Ending::Replied(Reply::Error { error_type, .. })
+                if error_type.as_deref() == Some(OUT_OF_MEMORY) =>
+            {
+                failed(
+                    OUT_OF_MEMORY,
+                    format!(
+                        "RequestId: {id} Error: Runtime exited with error: out of memory (Memory Size: {} MB)",
+                        self.memory_mb
+                    ),
+                    false,
+                )
+            }
             Ending::Replied(Reply::Error { error_type, body }) => Verdict {
                 payload: body,
                 function_error: Some(FunctionError::Unhandled),
@@ -401,13 +452,13 @@ enum Ending {
 
 /// Owns the child process: waits until it exits or is to be killed, kills its whole process
 /// group either way (whatever the runtime left behind goes with it), reaps it, reports how it
-/// ended, and removes the instance's scratch folder.
+/// ended, and removes the instance's folder and every process left under its user.
 async fn supervise(
     mut child: Child,
     pid: u32,
     kill: CancellationToken,
     exit: watch::Sender<Option<ExitStatus>>,
-    scratch: PathBuf,
+    sandbox: Sandbox,
 ) {
     let status = tokio::select! {
         () = kill.cancelled() => {
@@ -419,7 +470,7 @@ async fn supervise(
     // Right after reaping the leader: while other members live, the group id stays theirs
     // and cannot be reused; with none left this finds nothing.
     kill_group(pid);
-    remove_scratch(scratch).await;
+    remove_sandbox(sandbox).await;
     let status = status.unwrap_or_else(|error| {
         tracing::warn!(pid, %error, "cannot reap an instance");
         ExitStatus::from_raw(0)
@@ -427,13 +478,9 @@ async fn supervise(
     let _ = exit.send(Some(status));
 }
 
-async fn remove_scratch(scratch: PathBuf) {
-    let removed = tokio::task::spawn_blocking(move || {
-        scratch::remove_tree(&scratch).map_err(|error| (scratch, error))
-    })
-    .await;
-    if let Ok(Err((path, error))) = removed {
-        tracing::warn!(path = %path.display(), %error, "cannot remove a scratch folder");
+async fn remove_sandbox(sandbox: Sandbox) {
+    if let Err(error) = tokio::task::spawn_blocking(move || sandbox.remove()).await {
+        tracing::warn!(%error, "cannot clean up after an instance");
     }
 }
 
@@ -539,15 +586,14 @@ fn report_line(
 fn lambda_environment(
     config: &InvokerConfig,
     function: &FunctionConfig,
-    code_dir: &Path,
     api: &RuntimeApi,
-    scratch: &Path,
+    sandbox: &Sandbox,
 ) -> Vec<(String, String)> {
     let name = function.name.as_str();
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
     let mut env = vec![
         ("AWS_LAMBDA_RUNTIME_API", api.address.to_string()),
-        ("LAMBDA_TASK_ROOT", code_dir.display().to_string()),
+        ("LAMBDA_TASK_ROOT", sandbox.task_root.display().to_string()),
         (
             "LAMBDA_RUNTIME_DIR",
             runtimes::runtime_dir(config).display().to_string(),
@@ -573,8 +619,8 @@ fn lambda_environment(
         ("PATH", path),
         ("LANG", "en_US.UTF-8".to_owned()),
         ("TZ", ":UTC".to_owned()),
-        ("HOME", scratch.display().to_string()),
-        ("TMPDIR", scratch.display().to_string()),
+        ("HOME", sandbox.tmp.display().to_string()),
+        ("TMPDIR", sandbox.tmp.display().to_string()),
     ];
     if let Some(handler) = &function.handler {
         env.push(("_HANDLER", handler.clone()));

@@ -16,6 +16,7 @@ use tracing::Instrument as _;
 use crate::code::CodeCache;
 use crate::config::InvokerConfig;
 use crate::instance::{Instance, Ran, StartError};
+use crate::isolation::Isolation;
 use crate::pool::{Acquired, InstancePool, PoolKey, PoolStats};
 use crate::{provisioner, runtimes, scratch};
 
@@ -34,6 +35,7 @@ pub struct LocalInvoker {
 /// This node's execution environment: code on disk, the instance pool, counters.
 pub(crate) struct Node {
     pub(crate) config: InvokerConfig,
+    isolation: Isolation,
     code: CodeCache,
     pub(crate) pool: InstancePool,
     instances_started: AtomicU64,
@@ -58,16 +60,19 @@ impl LocalInvoker {
     pub async fn start(config: InvokerConfig, store: Arc<dyn Store>) -> Result<Arc<LocalInvoker>> {
         runtimes::install(&config)
             .map_err(|e| Error::Service(format!("cannot install the runtimes: {e}")))?;
-        let data_dir = config.data_dir.clone();
         let provisioned = store.clone();
-        let code = tokio::task::spawn_blocking(move || {
-            // Scratch folders of instances that died with a previous invoker.
+        let prepared = config.clone();
+        let (isolation, code) = tokio::task::spawn_blocking(move || {
+            let isolation = Isolation::prepare(&prepared).map_err(Error::Service)?;
+            let data_dir = &prepared.data_dir;
+            // Folders of instances that died with a previous invoker.
             scratch::remove_leftovers(&data_dir.join("instances"), "");
-            CodeCache::open(data_dir.join("code"), store)
+            Ok::<_, Error>((isolation, CodeCache::open(data_dir.join("code"), store)))
         })
         .await
-        .map_err(|e| Error::Service(format!("cannot open the code cache: {e}")))?;
+        .map_err(|e| Error::Service(format!("cannot open the code cache: {e}")))??;
         let node = Arc::new(Node {
+            isolation,
             code,
             pool: InstancePool::new(config.max_instances as usize),
             instances_started: AtomicU64::new(0),
@@ -194,7 +199,7 @@ impl Node {
                 return Ok(Err(invalid_entrypoint(request, &message)));
             }
         }
-        match Instance::spawn(&self.config, function, &code_dir).await {
+        match Instance::spawn(&self.config, &self.isolation, function, &code_dir).await {
             Ok(instance) => {
                 self.instances_started.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("nimbus_cold_starts_total", "function" => function.name.as_str().to_owned())
@@ -258,13 +263,14 @@ impl Node {
             .unpacked(&function.code_sha256)
             .await
             .map_err(|e| e.to_string())?;
-        let instance = match Instance::spawn(&self.config, function, &code_dir).await {
-            Ok(instance) => instance,
-            Err(StartError::Setup(error)) => return Err(error.to_string()),
-            Err(StartError::Exec { program, error }) => {
-                return Err(format!("cannot run {}: {error}", program.display()));
-            }
-        };
+        let instance =
+            match Instance::spawn(&self.config, &self.isolation, function, &code_dir).await {
+                Ok(instance) => instance,
+                Err(StartError::Setup(error)) => return Err(error.to_string()),
+                Err(StartError::Exec { program, error }) => {
+                    return Err(format!("cannot run {}: {error}", program.display()));
+                }
+            };
         self.instances_started.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("nimbus_provisioned_starts_total", "function" => function.name.as_str().to_owned())
             .increment(1);

@@ -58,6 +58,62 @@ pub(crate) enum Readiness {
     InitFailed(Option<String>),
 }
 
+/// A loopback listener that drops connections whose client socket is not `owner`'s.
+struct OwnedBy {
+    listener: TcpListener,
+    owner: Option<u32>,
+}
+
+impl axum::serve::Listener for OwnedBy {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = axum::serve::Listener::accept(&mut self.listener).await;
+            let Some(owner) = self.owner else {
+                return (stream, peer);
+            };
+            let local = stream.local_addr();
+            let peer_owner = local.ok().and_then(|local| socket_owner(peer, local));
+            if peer_owner == Some(owner) {
+                return (stream, peer);
+            }
+            tracing::warn!(%peer, ?peer_owner, owner, "refused a runtime API connection from another user");
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// The user owning the client socket of the loopback connection `client` → `server`, from
+/// `/proc/net/tcp`.
+fn socket_owner(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Option<u32> {
+    let (std::net::SocketAddr::V4(client), std::net::SocketAddr::V4(server)) = (client, server)
+    else {
+        return None;
+    };
+    // The kernel prints an address as the u32 of its bytes in host order, then the port.
+    let format = |address: std::net::SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(address.ip().octets()),
+            address.port()
+        )
+    };
+    let (client, server) = (format(client), format(server));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&client.as_str()) && fields.get(2) == Some(&server.as_str()))
+            .then(|| fields.get(7)?.parse().ok())
+            .flatten()
+    })
+}
+
 pub(crate) struct RuntimeApi {
     pub address: std::net::SocketAddr,
     events: mpsc::Sender<Event>,
@@ -94,9 +150,15 @@ struct Current {
 }
 
 impl RuntimeApi {
-    pub(crate) async fn start() -> std::io::Result<RuntimeApi> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?;
+    /// Serves on a new loopback port. With `owner`, only connections from sockets of that
+    /// user are served: other users' processes on the host (other functions' instances) may
+    /// not take this instance's events nor answer for it.
+    pub(crate) async fn start(owner: Option<u32>) -> std::io::Result<RuntimeApi> {
+        let listener = OwnedBy {
+            listener: TcpListener::bind("127.0.0.1:0").await?,
+            owner,
+        };
+        let address = listener.listener.local_addr()?;
         let (events, receiver) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             events: tokio::sync::Mutex::new(receiver),

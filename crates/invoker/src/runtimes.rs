@@ -2,12 +2,14 @@
 //! Node.js run Nimbus' bootstraps (embedded in the binary, written to `runtimes/` at start)
 //! on the host's interpreters.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nimbus_core::{FunctionConfig, Runtime};
 use tokio::process::Command;
 
 use crate::config::InvokerConfig;
+use crate::isolation::Interpreters;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../runtimes/python/bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("../runtimes/node/bootstrap.mjs");
@@ -26,31 +28,38 @@ pub(crate) fn install(config: &InvokerConfig) -> std::io::Result<()> {
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+            // Instances may run as other users: they read the bootstraps, whatever the umask.
+            for folder in [&dir, parent] {
+                std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755))?;
+            }
         }
         // Write then rename: a running instance never reads a half-written bootstrap.
         let staging = path.with_extension("new");
         std::fs::write(&staging, source)?;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o644))?;
         std::fs::rename(&staging, &path)?;
     }
     Ok(())
 }
 
-/// The command that starts an instance of `function` (environment set by the caller).
+/// The command that starts an instance of `function` whose code is in `task_root`
+/// (environment set by the caller).
 pub(crate) fn command(
     config: &InvokerConfig,
+    interpreters: &Interpreters,
     function: &FunctionConfig,
-    code_dir: &Path,
+    task_root: &Path,
 ) -> Command {
     let dir = runtime_dir(config);
     match function.runtime {
-        Runtime::Provided(_) => Command::new(code_dir.join("bootstrap")),
+        Runtime::Provided(_) => Command::new(task_root.join("bootstrap")),
         Runtime::Python { .. } => {
-            let mut command = Command::new(&config.python);
+            let mut command = Command::new(&interpreters.python);
             command.arg("-u").arg(dir.join("python/bootstrap.py"));
             command
         }
         Runtime::NodeJs { .. } => {
-            let mut command = Command::new(&config.node);
+            let mut command = Command::new(&interpreters.node);
             command.arg(dir.join("node/bootstrap.mjs"));
             command
         }

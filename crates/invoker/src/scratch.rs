@@ -1,12 +1,14 @@
 //! Folders the invoker creates and must be able to remove whatever a function did to them:
-//! each instance's private writable folder (its `TMPDIR` and `HOME`), and code folders that
-//! were sealed read-only but never made it into place.
+//! each instance's own folder (its `TMPDIR` and `HOME`, its view of its code: see
+//! `isolation::Sandbox`), and code folders that were sealed read-only but never made it into
+//! place.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-/// Creates a fresh private folder under `root` for one instance of `function`.
+/// Creates a fresh folder, private to the invoker's user, under `root` for one instance of
+/// `function`.
 pub(crate) fn create(root: &Path, function: &str) -> io::Result<PathBuf> {
     std::fs::create_dir_all(root)?;
     let dir = tempfile::Builder::new()

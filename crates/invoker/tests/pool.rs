@@ -43,7 +43,7 @@ async fn the_function_limit_throttles_beyond_its_concurrency() {
     let f = fixture(|_| {}).await;
     let mut gate = python(&*f.store, "gate", "app.block").await;
     gate.reserved_concurrency = Some(2);
-    let barrier = tempfile::tempdir().unwrap();
+    let barrier = common::shared_dir();
     let event = json!({ "dir": barrier.path() });
     let calls: Vec<_> = (0..2)
         .map(|_| {
@@ -97,7 +97,7 @@ async fn the_node_limit_evicts_idle_instances_then_throttles() {
     let first_pid = pid(f.call(&first, json!({})).await.0);
 
     // The only slot is idle: another function takes it.
-    let barrier = tempfile::tempdir().unwrap();
+    let barrier = common::shared_dir();
     let invoker = f.invoker.clone();
     let blocked = tokio::spawn({
         let request = request(&blocker, json!({"dir": barrier.path()}));
@@ -143,7 +143,7 @@ async fn an_invocation_whose_caller_left_runs_to_its_end() {
     let f = fixture(|_| {}).await;
     let mut gate = python(&*f.store, "abandoned", "app.block").await;
     gate.reserved_concurrency = Some(1);
-    let barrier = tempfile::tempdir().unwrap();
+    let barrier = common::shared_dir();
     let invoker = f.invoker.clone();
     let call = request(&gate, json!({ "dir": barrier.path() }));
     let caller = tokio::spawn(async move { invoker.invoke(call).await });
@@ -176,7 +176,7 @@ async fn shutdown_stops_running_instances_too() {
     let gate = python(&*f.store, "running", "app.block").await;
     let idle = python(&*f.store, "idle", "app.pid").await;
     let idle_pid = pid(f.call(&idle, json!({})).await.0);
-    let barrier = tempfile::tempdir().unwrap();
+    let barrier = common::shared_dir();
     let invoker = f.invoker.clone();
     let call = request(&gate, json!({ "dir": barrier.path() }));
     let running = tokio::spawn(async move { invoker.invoke(call).await });

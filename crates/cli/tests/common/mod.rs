@@ -516,6 +516,15 @@ fn uuid_simple() -> String {
     format!("{}_{nanos}", std::process::id())
 }
 
+/// A temporary folder every user can reach and write to: when the tests run as root,
+/// functions run as users of their own and leave files there for the tests.
+pub fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
 /// Writes a function's files into a fresh folder.
 pub fn function_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

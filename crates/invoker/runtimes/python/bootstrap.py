@@ -252,6 +252,9 @@ def invoke(api, handler, headers, body):
         )
     try:
         result = handler(event, Context(headers))
+    except MemoryError:
+        # The instance hit its memory limit: the invoker replaces it and words the error.
+        return "error", {"errorType": "Runtime.OutOfMemory", "errorMessage": "MemoryError"}
     except Exception as error:  # noqa: BLE001 - reported to the caller, as on Lambda
         return "error", error_document(error, request_id=request_id)
     try:

@@ -97,9 +97,14 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
+/// The invoker's data folder is in `dir`, which (like `/tmp`) every user can reach and write
+/// to: functions may run as users of their own (when the tests run as root) and the tests
+/// hand them files to write there. The store's file is kept private.
 pub async fn fixture(tune: impl FnOnce(&mut InvokerConfig)) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = nimbus_store::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+    let dir = shared_dir();
+    let private = dir.path().join("store");
+    std::fs::create_dir(&private).unwrap();
+    let store = nimbus_store::connect(&format!("sqlite://{}", private.join("db").display()))
         .await
         .unwrap();
     let mut config = InvokerConfig {
@@ -127,6 +132,15 @@ impl Fixture {
         let outcome = self.invoke(request).await;
         (succeeded(&outcome), outcome)
     }
+}
+
+/// A temporary folder every user can reach and write to: functions running as users of their
+/// own leave files there for the tests.
+pub fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
 }
 
 /// Zips `files` (a file named `bootstrap` executable), puts the zip in the store and returns
