@@ -14,6 +14,8 @@ mod error;
 mod event_invoke;
 mod extract;
 mod functions;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod invocations;
 mod invoke;
 mod page;
