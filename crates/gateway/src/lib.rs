@@ -22,6 +22,7 @@ mod page;
 mod payload;
 mod provisioned;
 mod request_id;
+mod server;
 mod shapes;
 mod state;
 mod tags;
@@ -35,6 +36,10 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
+pub use server::{
+    BODY_MIN_BYTES_PER_SEC, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, ServeOptions,
+    serve_with,
+};
 pub use state::{AppState, GatewayConfig};
 
 use crate::error::ApiError;
@@ -164,22 +169,15 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the requests in flight
 /// finish. The caller still owns the [`nimbus_store::RecordWriter`] it put in the state and
-/// should `shutdown()` it after this returns, so that buffered records are written.
+/// should `shutdown()` it after this returns, so that buffered records are written. Slow
+/// clients are cut off after the default read deadlines ([`ServeOptions`]; [`serve_with`]
+/// takes others).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    // Small request/response exchanges on kept-alive connections: never wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
