@@ -347,6 +347,11 @@ impl Platform {
         (services.invoker_url.clone(), services.dlq_url.clone())
     }
 
+    /// The process ids of the gateway, invoker and DLQ service (or of the one `nimbus dev`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(Process::pid).collect()
+    }
+
     pub fn invoke_url(&self, name: &str) -> String {
         format!("{}/2015-03-31/functions/{name}/invocations", self.endpoint)
     }
