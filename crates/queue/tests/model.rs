@@ -50,10 +50,10 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => Just(Op::Enqueue),
         3 => (0..CONSUMERS.len(), 1..4usize).prop_map(|(consumer, max)| Op::Claim { consumer, max }),
-        1 => pick.clone().prop_map(Op::Touch),
-        2 => pick.clone().prop_map(Op::Ack),
-        1 => pick.clone().prop_map(Op::RetryNow),
-        1 => pick.clone().prop_map(Op::RetryLater),
+        1 => pick.prop_map(Op::Touch),
+        2 => pick.prop_map(Op::Ack),
+        1 => pick.prop_map(Op::RetryNow),
+        1 => pick.prop_map(Op::RetryLater),
         1 => (pick, 0..3u8).prop_map(|(pick, action)| Op::Stale { pick, action }),
     ]
 }
@@ -61,7 +61,10 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     Ready,
-    Claimed { consumer: usize, delivery: Delivery },
+    Claimed {
+        consumer: usize,
+        delivery: Box<Delivery>,
+    },
     Postponed,
     Acked,
 }
@@ -93,7 +96,7 @@ impl Model {
             .collect();
         let n = *claimed.get(pick % claimed.len().max(1))?;
         match &self.events[n] {
-            State::Claimed { consumer, delivery } => Some((n, *consumer, delivery.clone())),
+            State::Claimed { consumer, delivery } => Some((n, *consumer, (**delivery).clone())),
             _ => None,
         }
     }
@@ -155,7 +158,10 @@ async fn run(queue: &dyn EventQueue, ops: Vec<Op>) -> Result<(), TestCaseError> 
                         model.events[n]
                     );
                     prop_assert!(!delivery.redelivered, "no claim expired");
-                    model.events[n] = State::Claimed { consumer, delivery };
+                    model.events[n] = State::Claimed {
+                        consumer,
+                        delivery: Box::new(delivery),
+                    };
                 }
             }
             Op::Touch(pick) => {
