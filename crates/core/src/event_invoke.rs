@@ -111,7 +111,13 @@ impl RetryPolicy {
     pub fn function_error_delay(&self, retry: u32, jitter: f64) -> Duration {
         let exponent = retry.saturating_sub(1).min(16);
         let base = self.function_error_base.saturating_mul(1 << exponent);
-        base + base.mul_f64(jitter.clamp(0.0, 1.0) / 4.0)
+        // Saturating: the base is configurable, and a NaN jitter counts as none.
+        let jitter = if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
+        base.saturating_add(base.mul_f64(jitter / 4.0))
     }
 
     /// The wait after the `consecutive`-th (1-based) throttle or system error in a row.

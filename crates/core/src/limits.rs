@@ -22,6 +22,10 @@ pub const MAX_MEMORY_MB: u32 = 10_240;
 
 /// Largest decoded `X-Amz-Client-Context` (Lambda: 3583 bytes).
 pub const MAX_CLIENT_CONTEXT_BYTES: usize = 3583;
+/// How deep an invoke payload's arrays and objects may nest. Nimbus' own: serde_json's
+/// recursion limit, so that every part of Nimbus, and a Rust function, can parse what the
+/// gateway accepts.
+pub const MAX_PAYLOAD_NESTING: usize = 128;
 /// How much of an invocation's log `X-Amz-Log-Type: Tail` returns.
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
 

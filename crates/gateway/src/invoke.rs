@@ -44,7 +44,7 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// What the `X-Amz-*` request headers ask for.
 #[derive(Debug)]
-struct InvokeOptions {
+pub(crate) struct InvokeOptions {
     invocation_type: InvocationType,
     want_log_tail: bool,
     /// The decoded `X-Amz-Client-Context` JSON.
@@ -170,7 +170,7 @@ pub(crate) async fn enqueue(
 
 /// `X-Nimbus-Callback-Url`: where the worker POSTs the record once the invocation ends. It
 /// must be an absolute `http` or `https` URL.
-fn checked_callback_url(url: &str) -> Result<String, Error> {
+pub(crate) fn checked_callback_url(url: &str) -> Result<String, Error> {
     let invalid = |why: &str| {
         Error::InvalidParameterValue(format!(
             "X-Nimbus-Callback-Url must be an absolute http or https URL ({why}): {url}"
@@ -191,7 +191,7 @@ fn checked_callback_url(url: &str) -> Result<String, Error> {
 /// The W3C `traceparent` header, when it is well formed
 /// (`VERSION-TRACEID-PARENTID-FLAGS`, lowercase hex, ids not all zero). A malformed one is
 /// dropped, as the W3C recommendation says, rather than refused or passed on.
-fn trace_context(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn trace_context(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(&TRACEPARENT)?.to_str().ok()?.trim();
     let hex = |part: &str, len: usize| {
         part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -340,7 +340,7 @@ fn respond(outcome: InvokeOutcome, want_log_tail: bool) -> Result<Response, ApiE
 }
 
 impl InvokeOptions {
-    fn parse(headers: &HeaderMap) -> Result<Self, Error> {
+    pub(crate) fn parse(headers: &HeaderMap) -> Result<Self, Error> {
         let invocation_type = match text(headers, &INVOCATION_TYPE)? {
             Some(value) => value.parse()?,
             None => InvocationType::RequestResponse,
@@ -406,15 +406,53 @@ fn decode_client_context(encoded: &str) -> Result<String, Error> {
     String::from_utf8(decoded).map_err(|_| invalid())
 }
 
-/// The payload must be JSON; no payload means `{}`.
-fn checked_payload(payload: Bytes) -> Result<Bytes, Error> {
+/// The payload must be JSON in UTF-8, nested at most [`limits::MAX_PAYLOAD_NESTING`] deep; no
+/// payload means `{}`. serde_json skips a document without checking its strings' UTF-8 or
+/// bounding its depth, so both are checked here: what passes, every runtime can parse.
+pub(crate) fn checked_payload(payload: Bytes) -> Result<Bytes, Error> {
     if payload.is_empty() {
         return Ok(Bytes::from_static(b"{}"));
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(&payload).map_err(|e| {
-        Error::InvalidRequestContent(format!("Could not parse request body into json: {e}"))
-    })?;
+    let invalid = |why: String| {
+        Error::InvalidRequestContent(format!("Could not parse request body into json: {why}"))
+    };
+    let text = std::str::from_utf8(&payload)
+        .map_err(|e| invalid(format!("the body is not UTF-8 ({e})")))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| invalid(e.to_string()))?;
+    if nesting_depth(text.as_bytes()) > limits::MAX_PAYLOAD_NESTING {
+        return Err(invalid(format!(
+            "it is nested deeper than {} levels",
+            limits::MAX_PAYLOAD_NESTING
+        )));
+    }
     Ok(payload)
+}
+
+/// How deep the arrays and objects of a well-formed JSON document nest.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn record_of(
@@ -534,6 +572,44 @@ mod tests {
             checked_payload(Bytes::from("{nope")),
             Err(Error::InvalidRequestContent(_))
         ));
+    }
+
+    #[test]
+    fn payloads_must_be_utf8() {
+        for body in [
+            &b"\"\xff\""[..],
+            b"{\"a\":\"\xc3\x28\"}",
+            b"[\"\xed\xa0\x80\"]",
+        ] {
+            assert!(
+                matches!(
+                    checked_payload(Bytes::copy_from_slice(body)),
+                    Err(Error::InvalidRequestContent(_))
+                ),
+                "{body:?}"
+            );
+        }
+        assert!(checked_payload(Bytes::from("{\"a\":\"é\"}")).is_ok());
+    }
+
+    #[test]
+    fn payloads_nest_within_the_limit() {
+        let nested =
+            |depth: usize| Bytes::from(format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+        assert!(checked_payload(nested(limits::MAX_PAYLOAD_NESTING)).is_ok());
+        for depth in [limits::MAX_PAYLOAD_NESTING + 1, 100_000] {
+            assert!(
+                matches!(
+                    checked_payload(nested(depth)),
+                    Err(Error::InvalidRequestContent(_))
+                ),
+                "{depth}"
+            );
+        }
+        // Brackets inside strings, escaped quotes included, are text.
+        let quoted = format!(r#"["{}\"{}"]"#, "[".repeat(500), "{".repeat(500));
+        assert!(checked_payload(Bytes::from(quoted)).is_ok());
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"]]]"}],"c":{}}"#), 3);
     }
 
     fn outcome(payload: &str, function_error: Option<FunctionError>) -> InvokeOutcome {

@@ -18,6 +18,8 @@ mod event_invoke;
 mod extract;
 mod function_urls;
 mod functions;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http_trigger;
 mod invocations;
 mod invoke;
@@ -26,6 +28,7 @@ mod payload;
 mod provisioned;
 mod request_id;
 mod routes;
+mod server;
 mod shapes;
 mod state;
 mod tags;
@@ -40,6 +43,10 @@ use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
 pub use http_trigger::validate_routes_prefix;
+pub use server::{
+    BODY_MIN_BYTES_PER_SEC, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, ServeOptions,
+    serve_with,
+};
 pub use state::{AppState, DEFAULT_MAX_QUEUE_BACKLOG, DEFAULT_ROUTES_PREFIX, GatewayConfig};
 
 use crate::error::ApiError;
@@ -196,24 +203,15 @@ pub fn routes_router(state: AppState) -> Router {
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the requests in flight
 /// finish. The caller still owns the [`nimbus_store::RecordWriter`] it put in the state and
-/// should `shutdown()` it after this returns, so that buffered records are written.
+/// should `shutdown()` it after this returns, so that buffered records are written. Slow
+/// clients are cut off after the default read deadlines ([`ServeOptions`]; [`serve_with`]
+/// takes others).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    // Small request/response exchanges on kept-alive connections: never wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    // The peer's address is the `sourceIp` of HTTP trigger events.
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> ApiError {

@@ -388,6 +388,11 @@ impl Platform {
         self.processes[0].listener(what)
     }
 
+    /// The process ids of the gateway, invoker and DLQ service (or of the one `nimbus dev`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(Process::pid).collect()
+    }
+
     pub fn invoke_url(&self, name: &str) -> String {
         format!("{}/2015-03-31/functions/{name}/invocations", self.endpoint)
     }

@@ -214,7 +214,7 @@ async fn run(state: &AppState, request: Request, trigger: Trigger) -> Result<Res
     let source_ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "127.0.0.1".to_owned(), |info| info.0.ip().to_string());
+        .map_or_else(|| "0.0.0.0".to_owned(), |info| info.0.ip().to_string());
     // Every invocation leaves a record: refuse it rather than keep the caller waiting for room.
     if state.records().is_full() {
         return Err(refusal(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"));

@@ -381,11 +381,15 @@ async fn an_aws_iam_trigger_takes_only_signed_requests_and_a_none_one_takes_any(
         key: Credentials::new(KEY_ID, "the-wrong-secret"),
         ..Signer::new()
     };
-    let forged = wrong_secret.send(&gateway, "GET", "/api/private", b"").await;
+    let forged = wrong_secret
+        .send(&gateway, "GET", "/api/private", b"")
+        .await;
     assert_eq!(forged.status, 403);
     assert_eq!(gateway.invoker.calls(), 0);
 
-    let signed = Signer::new().send(&gateway, "GET", "/api/private", b"").await;
+    let signed = Signer::new()
+        .send(&gateway, "GET", "/api/private", b"")
+        .await;
     assert_eq!(signed.status, 200, "{}", signed.text());
     assert_eq!(
         signed.json()["requestContext"]["authorizer"]["iam"]["accessKey"],
