@@ -363,6 +363,15 @@ pub struct GatewayLimits {
     /// refused with 429 TooManyRequestsException; `unlimited` (or 0) for no bound.
     #[arg(long, env = "NIMBUS_MAX_QUEUE_BACKLOG", default_value_t = BacklogBound(Some(nimbus_gateway::DEFAULT_MAX_QUEUE_BACKLOG)), value_parser = parse_backlog_bound)]
     pub max_queue_backlog: BacklogBound,
+
+    /// How long a connection may take to send a request's headers before it is closed.
+    #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a request's body may take to arrive (plus a second per 64 KiB received)
+    /// before the request is answered 400 and its connection closed.
+    #[arg(long, env = "NIMBUS_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
 }
 
 /// A bound on the event queue's backlog, or none.
@@ -413,6 +422,16 @@ impl Default for TriggerArgs {
             routes_prefix: nimbus_gateway::DEFAULT_ROUTES_PREFIX.to_owned(),
             routes_listen: None,
             public_url: None,
+        }
+    }
+}
+
+impl GatewayLimits {
+    /// The HTTP server's read deadlines.
+    pub fn serve_options(&self) -> nimbus_gateway::ServeOptions {
+        nimbus_gateway::ServeOptions {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
         }
     }
 }

@@ -58,6 +58,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         account_concurrency: 1000,
         // The benchmark accepts events with the worker stopped, as many as it can.
         max_queue_backlog: BacklogBound(None),
+        header_read_timeout: nimbus_gateway::DEFAULT_HEADER_READ_TIMEOUT,
+        body_read_timeout: nimbus_gateway::DEFAULT_BODY_READ_TIMEOUT,
     };
     let max_clients = args.clients.iter().copied().max().unwrap_or(1);
     let redis = BenchRedis::new(&args.redis_url);

@@ -12,7 +12,7 @@ use nimbus_core::sigv4::{self, Credentials};
 use nimbus_core::{DeadLetters, Invoker, RetryPolicy};
 use nimbus_dlq::DeadLetterService;
 use nimbus_dlq::grpc::RemoteDeadLetters;
-use nimbus_gateway::{AppState, GatewayConfig};
+use nimbus_gateway::{AppState, GatewayConfig, ServeOptions};
 use nimbus_invoker::{InvokerConfig, LocalInvoker};
 use nimbus_proto::auth::ServiceToken;
 use nimbus_queue::{EventQueue, RedisQueue, RedisQueueConfig, SqliteQueue, SqliteQueueConfig};
@@ -52,7 +52,8 @@ pub async fn dev(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         args.gateway.function_cache_ttl,
         worker_config(&args.worker, &args.queue, &args.gateway.region),
     )
-    .await?;
+    .await?
+    .with_serve_options(args.gateway.serve_options());
     let address = listener.local_addr()?;
     announce("dev", &format!("http://{address}"));
     serve_admin("dev", &args.admin, platform.dependencies(), &shutdown).await?;
@@ -89,13 +90,16 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
         records.clone(),
         config,
     );
+    let options = args.limits.serve_options();
     let routes = spawn_routes(
         bind_routes(&args.triggers).await?,
         nimbus_gateway::routes_router(state.clone()),
+        options,
         &shutdown,
     );
     let router = nimbus_gateway::router(state);
-    let served = nimbus_gateway::serve(listener, router, shutdown.cancelled_owned()).await;
+    let served =
+        nimbus_gateway::serve_with(listener, router, options, shutdown.cancelled_owned()).await;
     join_routes(routes).await;
     records.shutdown().await;
     served.context("the gateway failed")
@@ -200,6 +204,7 @@ pub struct InProcessPlatform {
     records: RecordWriter,
     router: axum::Router,
     routes_router: axum::Router,
+    serve_options: ServeOptions,
 }
 
 impl InProcessPlatform {
@@ -246,7 +251,14 @@ impl InProcessPlatform {
             records,
             routes_router: nimbus_gateway::routes_router(state.clone()),
             router: nimbus_gateway::router(state),
+            serve_options: ServeOptions::default(),
         })
+    }
+
+    /// The HTTP server's read deadlines, instead of the defaults.
+    pub fn with_serve_options(mut self, options: ServeOptions) -> Self {
+        self.serve_options = options;
+        self
     }
 
     /// What the platform needs to be ready: its store and its queue.
@@ -270,7 +282,12 @@ impl InProcessPlatform {
         listener: Option<TcpListener>,
         shutdown: &CancellationToken,
     ) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
-        spawn_routes(listener, self.routes_router.clone(), shutdown)
+        spawn_routes(
+            listener,
+            self.routes_router.clone(),
+            self.serve_options,
+            shutdown,
+        )
     }
 
     /// Serves the HTTP API and runs queued events until `shutdown`; then lets running
@@ -285,7 +302,13 @@ impl InProcessPlatform {
             let shutdown = shutdown.clone();
             async move { worker.run(shutdown).await }
         });
-        let served = nimbus_gateway::serve(listener, self.router, shutdown.cancelled_owned()).await;
+        let served = nimbus_gateway::serve_with(
+            listener,
+            self.router,
+            self.serve_options,
+            shutdown.cancelled_owned(),
+        )
+        .await;
         // The worker drains its running events through the invoker: stop it first.
         if let Err(error) = worker.await {
             tracing::error!(%error, "the queue-worker task failed");
@@ -302,7 +325,13 @@ impl InProcessPlatform {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let served = nimbus_gateway::serve(listener, self.router, shutdown.cancelled_owned()).await;
+        let served = nimbus_gateway::serve_with(
+            listener,
+            self.router,
+            self.serve_options,
+            shutdown.cancelled_owned(),
+        )
+        .await;
         self.invoker.shutdown().await;
         self.records.shutdown().await;
         served.context("the gateway failed")
@@ -488,6 +517,7 @@ async fn bind_routes(triggers: &TriggerArgs) -> anyhow::Result<Option<TcpListene
 fn spawn_routes(
     listener: Option<TcpListener>,
     router: axum::Router,
+    options: ServeOptions,
     shutdown: &CancellationToken,
 ) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
     let shutdown = shutdown.clone();
@@ -497,7 +527,7 @@ fn spawn_routes(
             announce("routes", &format!("http://{address}"));
         }
         tokio::spawn(async move {
-            nimbus_gateway::serve(listener, router, shutdown.cancelled_owned()).await
+            nimbus_gateway::serve_with(listener, router, options, shutdown.cancelled_owned()).await
         })
     })
 }
