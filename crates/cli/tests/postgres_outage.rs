@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Platform, function_dir, psql_query};
+use common::{Platform, function_dir, psql_query, shared_dir};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -20,6 +20,9 @@ use tokio::time::Instant;
 /// Keeps a file per request it ran, so the test sees events run while Postgres is away.
 const FUNCTION: &str = r#"
 import os, pathlib
+
+# Instances may run as users of their own: a retry on another must be able to rewrite.
+os.umask(0)
 
 def handler(event, context):
     pathlib.Path(os.environ["STATE_DIR"], context.aws_request_id).write_text("ran")
@@ -149,7 +152,7 @@ async fn events_are_accepted_and_run_while_postgres_is_down_and_recorded_once_it
     });
     let real_url = real_url.lock().unwrap().clone();
 
-    let state = tempfile::tempdir().unwrap();
+    let state = shared_dir();
     let code = function_dir(&[("app.py", FUNCTION)]);
     let env = format!("STATE_DIR={}", state.path().display());
     platform.deploy(
