@@ -241,13 +241,12 @@ async fn fails_twice_then_succeeds(platform: &Platform) {
         first_wait >= time::Duration::milliseconds(200),
         "{first_wait}"
     );
+    // The second retry waits at least twice the base. (That it waits longer than the first
+    // is the retry policy's unit and property tests' to show: a worker blocked in a claim
+    // picks a due retry up within its poll of at most a second, which can blur 200 ms steps.)
     assert!(
         second_wait >= time::Duration::milliseconds(400),
         "{second_wait}"
-    );
-    assert!(
-        second_wait > first_wait,
-        "waits grow: {first_wait} then {second_wait}"
     );
 }
 
