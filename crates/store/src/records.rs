@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_core::{InvocationRecord, RequestId};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -67,6 +67,8 @@ struct Inner {
     batch_ready: Notify,
     /// Wakes writers waiting for room.
     room: Notify,
+    /// How many batches have been committed: batch `n` is the `n`th one taken.
+    committed: watch::Sender<u64>,
     flushes: AtomicU64,
     records_written: AtomicU64,
     largest_batch: AtomicUsize,
@@ -79,6 +81,8 @@ struct Buffer {
     flushing: HashMap<RequestId, InvocationRecord>,
     /// When the oldest pending record arrived; `Some` exactly when `pending` is not empty.
     oldest_pending: Option<Instant>,
+    /// Batches taken from `pending` so far; `flushing` holds batch number `taken`.
+    taken: u64,
     state: State,
 }
 
@@ -119,6 +123,7 @@ impl RecordWriter {
             buffer: Mutex::new(Buffer::default()),
             batch_ready: Notify::new(),
             room: Notify::new(),
+            committed: watch::Sender::new(0),
             flushes: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             largest_batch: AtomicUsize::new(0),
@@ -149,6 +154,22 @@ impl RecordWriter {
                 }
             }
         }
+    }
+
+    /// Hands a record over like [`record`](Self::record), then waits until the batch that
+    /// holds it is committed: for what must survive a crash of this process that comes
+    /// right after, such as an event's final record before the event leaves the queue.
+    /// Still batched with every other record: it costs a wait, not a transaction of its
+    /// own.
+    pub async fn record_durably(&self, record: InvocationRecord) {
+        let request_id = record.request_id;
+        self.record(record).await;
+        let Some(batch) = self.inner.batch_holding(&request_id) else {
+            return;
+        };
+        let mut committed = self.inner.committed.subscribe();
+        // The sender lives as long as `inner`, which `self` holds.
+        let _ = committed.wait_for(|&done| done >= batch).await;
     }
 
     /// The record of `request_id`: pending in memory, being flushed, or stored.
@@ -232,6 +253,19 @@ impl Inner {
             .get(request_id)
             .or_else(|| buffer.flushing.get(request_id))
             .cloned()
+    }
+
+    /// The number of the batch that will commit `request_id`'s buffered record; `None` when
+    /// nothing is buffered for it (it is committed already).
+    fn batch_holding(&self, request_id: &RequestId) -> Option<u64> {
+        let buffer = lock(&self.buffer);
+        if buffer.pending.contains_key(request_id) {
+            Some(buffer.taken + 1)
+        } else if buffer.flushing.contains_key(request_id) {
+            Some(buffer.taken)
+        } else {
+            None
+        }
     }
 
     async fn write_directly(&self, record: InvocationRecord) {
@@ -336,6 +370,7 @@ impl Inner {
 impl Buffer {
     fn take_pending(&mut self) -> Vec<InvocationRecord> {
         self.oldest_pending = None;
+        self.taken += 1;
         self.flushing = std::mem::take(&mut self.pending);
         self.flushing.values().cloned().collect()
     }
@@ -344,6 +379,9 @@ impl Buffer {
 async fn flush_loop(inner: Arc<Inner>) {
     while let Some(batch) = inner.next_batch().await {
         inner.write(batch).await;
+        // Only this task takes batches, so the one just written is the last one taken.
+        let taken = lock(&inner.buffer).taken;
+        inner.committed.send_replace(taken);
     }
 }
 
@@ -710,6 +748,29 @@ mod tests {
         writer.shutdown().await;
         assert_eq!(writer.stats().records_written, 25);
         assert_eq!(writer.stats().largest_batch, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_durable_record_returns_once_its_batch_is_committed() {
+        let store = MemoryStore::gated();
+        let writer = RecordWriter::start(store.clone(), RecordWriterConfig::default());
+        let other = record(InvocationStatus::Running);
+        writer.record(other.clone()).await;
+        let done = record(InvocationStatus::Succeeded);
+        let durable = tokio::spawn({
+            let (writer, done) = (writer.clone(), done.clone());
+            async move { writer.record_durably(done).await }
+        });
+        // Flush interval after flush interval, the store holds the batch back.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!durable.is_finished(), "returned before the commit");
+        assert_eq!(store.stored(&done.request_id), None);
+
+        store.gate.as_ref().unwrap().add_permits(1);
+        durable.await.unwrap();
+        assert_eq!(store.stored(&done.request_id), Some(done.clone()));
+        assert_eq!(store.batches(), vec![2], "one batch for both records");
+        assert_eq!(store.stored(&other.request_id), Some(other));
     }
 
     #[tokio::test(start_paused = true)]
