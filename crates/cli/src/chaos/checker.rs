@@ -55,23 +55,24 @@ pub async fn wait_for_drain(
     let started = Instant::now();
     let mut waiting: Vec<RequestId> = accepted.to_vec();
     loop {
-        let statuses: Vec<(RequestId, Option<bool>)> = futures::stream::iter(waiting.iter().copied())
-            .map(|id| {
-                let store = store.clone();
-                async move {
-                    let terminal = match store.get_invocation(&id).await {
-                        Ok(record) => Some(record.is_some_and(|r| r.status.is_terminal())),
-                        Err(error) => {
-                            tracing::debug!(%error, "cannot read a record; polling again");
-                            None
-                        }
-                    };
-                    (id, terminal)
-                }
-            })
-            .buffer_unordered(READS_IN_FLIGHT)
-            .collect()
-            .await;
+        let statuses: Vec<(RequestId, Option<bool>)> =
+            futures::stream::iter(waiting.iter().copied())
+                .map(|id| {
+                    let store = store.clone();
+                    async move {
+                        let terminal = match store.get_invocation(&id).await {
+                            Ok(record) => Some(record.is_some_and(|r| r.status.is_terminal())),
+                            Err(error) => {
+                                tracing::debug!(%error, "cannot read a record; polling again");
+                                None
+                            }
+                        };
+                        (id, terminal)
+                    }
+                })
+                .buffer_unordered(READS_IN_FLIGHT)
+                .collect()
+                .await;
         waiting = statuses
             .into_iter()
             .filter(|(_, terminal)| *terminal != Some(true))
@@ -118,7 +119,10 @@ pub async fn check(
             note(&mut verdict, id, "no record");
             continue;
         };
-        let counted = record.attempt_history.len().max(letter_attempts.unwrap_or(0));
+        let counted = record
+            .attempt_history
+            .len()
+            .max(letter_attempts.unwrap_or(0));
         verdict.duplicate_executions += ran.saturating_sub(counted);
         match record.status {
             InvocationStatus::Succeeded => {
@@ -136,15 +140,33 @@ pub async fn check(
             InvocationStatus::Failed => verdict.failed += 1,
             status => {
                 verdict.lost += 1;
-                let letter = if letter_attempts.is_some() { ", has a dead letter" } else { "" };
-                note(&mut verdict, id, &format!("{} after {} attempts{letter}", status.as_str(), record.attempts));
+                let letter = if letter_attempts.is_some() {
+                    ", has a dead letter"
+                } else {
+                    ""
+                };
+                note(
+                    &mut verdict,
+                    id,
+                    &format!(
+                        "{} after {} attempts{letter}",
+                        status.as_str(),
+                        record.attempts
+                    ),
+                );
             }
         }
     }
-    let strangers = executions.keys().filter(|id| !accepted_set.contains(id)).count();
+    let strangers = executions
+        .keys()
+        .filter(|id| !accepted_set.contains(id))
+        .count();
     if strangers > 0 {
         // Sends whose 202 never arrived (the connection broke) may still have been queued.
-        tracing::info!(strangers, "executions of events whose acceptance the run did not see");
+        tracing::info!(
+            strangers,
+            "executions of events whose acceptance the run did not see"
+        );
     }
     Ok(verdict)
 }

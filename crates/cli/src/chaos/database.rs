@@ -16,7 +16,10 @@ pub struct ChaosDatabase {
 
 impl ChaosDatabase {
     pub async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("nimbus_chaos_{}", nimbus_core::RequestId::new().to_string().replace('-', ""));
+        let name = format!(
+            "nimbus_chaos_{}",
+            nimbus_core::RequestId::new().to_string().replace('-', "")
+        );
         let base = admin_url
             .split('?')
             .next()
@@ -80,7 +83,9 @@ impl Drop for ChaosDatabase {
         }
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(drop_database(&admin_url, &name))
         })
         .join();

@@ -60,10 +60,22 @@ pub fn schedule(counts: FaultCounts, workers: usize, window: Duration, seed: u64
     for _ in 0..counts.worker_kills {
         faults.push(Fault::Kill(Target::Worker(rng.usize(0..workers.max(1)))));
     }
-    faults.extend(std::iter::repeat_n(Fault::Kill(Target::Invoker), counts.invoker_kills));
-    faults.extend(std::iter::repeat_n(Fault::Kill(Target::Dlq), counts.dlq_kills));
-    faults.extend(std::iter::repeat_n(Fault::CrashRedis, counts.redis_restarts));
-    faults.extend(std::iter::repeat_n(Fault::DropPostgresConnections, counts.postgres_drops));
+    faults.extend(std::iter::repeat_n(
+        Fault::Kill(Target::Invoker),
+        counts.invoker_kills,
+    ));
+    faults.extend(std::iter::repeat_n(
+        Fault::Kill(Target::Dlq),
+        counts.dlq_kills,
+    ));
+    faults.extend(std::iter::repeat_n(
+        Fault::CrashRedis,
+        counts.redis_restarts,
+    ));
+    faults.extend(std::iter::repeat_n(
+        Fault::DropPostgresConnections,
+        counts.postgres_drops,
+    ));
     let mut planned: Vec<Planned> = faults
         .into_iter()
         .map(|fault| Planned {
@@ -149,10 +161,18 @@ mod tests {
         let first = schedule(counts, 2, window, 7);
         let again = schedule(counts, 2, window, 7);
         assert_eq!(first.len(), 10);
-        assert!(first.iter().zip(&again).all(|(a, b)| a.at == b.at && a.fault == b.fault));
+        assert!(
+            first
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.at == b.at && a.fault == b.fault)
+        );
         assert!(first.windows(2).all(|w| w[0].at <= w[1].at));
         assert!(first.iter().all(|p| p.at < window && p.down <= MAX_DOWN));
-        let redis = first.iter().filter(|p| p.fault == Fault::CrashRedis).count();
+        let redis = first
+            .iter()
+            .filter(|p| p.fault == Fault::CrashRedis)
+            .count();
         assert_eq!(redis, 1);
     }
 }

@@ -56,7 +56,9 @@ pub async fn deploy(
         bail!("cannot create the function: {}", created.text().await?);
     }
     let configured = http
-        .put(format!("{endpoint}/2019-09-25/functions/{NAME}/event-invoke-config"))
+        .put(format!(
+            "{endpoint}/2019-09-25/functions/{NAME}/event-invoke-config"
+        ))
         .json(&json!({ "MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 21600 }))
         .send()
         .await?;

@@ -252,7 +252,10 @@ fn print_summary(
         .join(", ");
     let drain = match drained {
         Some(took) => format!("{:.1}s", took.as_secs_f64()),
-        None => format!("not drained within {}", humantime::format_duration(deadline)),
+        None => format!(
+            "not drained within {}",
+            humantime::format_duration(deadline)
+        ),
     };
     let row = |name: &str, value: String| println!("  {name:<24}{value:>10}");
     println!("summary:");
@@ -266,7 +269,10 @@ fn print_summary(
     row("dead-lettered", verdict.dead_lettered.to_string());
     row("failed", verdict.failed.to_string());
     row("lost", verdict.lost.to_string());
-    row("in two terminal states", verdict.two_terminal_states.to_string());
+    row(
+        "in two terminal states",
+        verdict.two_terminal_states.to_string(),
+    );
     if verdict.dead_lettered_without_letter > 0 {
         row(
             "dead-lettered, no letter",

@@ -47,7 +47,14 @@ impl PrivateRedis {
             .arg(self.address.port().to_string())
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", &self.fsync, "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                &self.fsync,
+                "--save",
+                "",
+            ])
             .arg("--logfile")
             .arg(&log)
             .stdin(Stdio::null())
@@ -68,7 +75,10 @@ impl PrivateRedis {
             }
             // Loading the AOF answers `-LOADING`: only a PONG means it serves again.
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }

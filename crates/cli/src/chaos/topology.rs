@@ -40,7 +40,12 @@ impl Service {
 
     /// Starts the process (its output appended to its log file) and waits until it is
     /// ready.
-    async fn start(&mut self, exe: &Path, envs: &[(String, String)], http: &reqwest::Client) -> anyhow::Result<()> {
+    async fn start(
+        &mut self,
+        exe: &Path,
+        envs: &[(String, String)],
+        http: &reqwest::Client,
+    ) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -69,7 +74,11 @@ impl Service {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!("{} exited ({status}) before it was ready; see {}", self.name, self.log.display());
+                bail!(
+                    "{} exited ({status}) before it was ready; see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             let ready = http
                 .get(&url)
@@ -81,7 +90,11 @@ impl Service {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} was not ready within {READY_TIMEOUT:?}; see {}", self.name, self.log.display());
+                bail!(
+                    "{} was not ready within {READY_TIMEOUT:?}; see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -91,15 +104,23 @@ impl Service {
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
             child.start_kill().ok();
-            child.wait().await.with_context(|| format!("cannot reap {}", self.name))?;
+            child
+                .wait()
+                .await
+                .with_context(|| format!("cannot reap {}", self.name))?;
         }
         Ok(())
     }
 
     /// SIGTERM, then SIGKILL if it has not drained in time.
     async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        if let Some(pid) = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child
+            .id()
+            .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+        {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
@@ -187,7 +208,13 @@ impl Topology {
         let data = data_dir.path().display().to_string();
         let invoker = Service::new(
             "invoker",
-            strings(&["invoker", "--listen", &invoker_listen.to_string(), "--data-dir", &data]),
+            strings(&[
+                "invoker",
+                "--listen",
+                &invoker_listen.to_string(),
+                "--data-dir",
+                &data,
+            ]),
             free_address()?,
             logs,
         );
@@ -222,7 +249,9 @@ impl Topology {
                 logs,
             ));
         }
-        let Self { exe, envs, http, .. } = &topology;
+        let Self {
+            exe, envs, http, ..
+        } = &topology;
         let (exe, envs, http) = (exe.clone(), envs.clone(), http.clone());
         for service in topology.services_mut() {
             service.start(&exe, &envs, &http).await?;
