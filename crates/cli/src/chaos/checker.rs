@@ -13,6 +13,9 @@ use nimbus_core::{InvocationRecord, InvocationStatus, RequestId};
 use nimbus_store::Store;
 use tokio::time::Instant;
 
+/// Where one event ended: its record, and the attempts of its dead letter if it has one.
+type End = (RequestId, Option<InvocationRecord>, Option<usize>);
+
 /// Store reads in flight at once while checking.
 const READS_IN_FLIGHT: usize = 16;
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -96,19 +99,18 @@ pub async fn check(
 ) -> anyhow::Result<Verdict> {
     let executions = count_executions(execution_log)?;
     let accepted_set: HashSet<RequestId> = accepted.iter().copied().collect();
-    let ends: Vec<anyhow::Result<(RequestId, Option<InvocationRecord>, Option<usize>)>> =
-        futures::stream::iter(accepted.iter().copied())
-            .map(|id| {
-                let store = store.clone();
-                async move {
-                    let record = store.get_invocation(&id).await?;
-                    let letter = store.get_dead_letter(&id).await?;
-                    Ok((id, record, letter.map(|l| l.attempts.len())))
-                }
-            })
-            .buffer_unordered(READS_IN_FLIGHT)
-            .collect()
-            .await;
+    let ends: Vec<anyhow::Result<End>> = futures::stream::iter(accepted.iter().copied())
+        .map(|id| {
+            let store = store.clone();
+            async move {
+                let record = store.get_invocation(&id).await?;
+                let letter = store.get_dead_letter(&id).await?;
+                Ok((id, record, letter.map(|l| l.attempts.len())))
+            }
+        })
+        .buffer_unordered(READS_IN_FLIGHT)
+        .collect()
+        .await;
     let mut verdict = Verdict::default();
     for end in ends {
         let (id, record, letter_attempts) = end.context("cannot read the records")?;
