@@ -555,6 +555,9 @@ pub struct ChaosArgs {
     /// DLQ service SIGKILLs (each followed by a restart).
     #[arg(long, default_value_t = 2)]
     pub dlq_kills: usize,
+    /// Gateway SIGKILLs (each followed by a restart); sends it was answering get no `202`.
+    #[arg(long, default_value_t = 0)]
+    pub gateway_kills: usize,
     /// Redis crashes (SIGKILL, then a restart on the same append-only file).
     #[arg(long, default_value_t = 1)]
     pub redis_restarts: usize,

@@ -28,6 +28,7 @@ impl fmt::Display for Fault {
             Self::Kill(Target::Worker(n)) => write!(f, "SIGKILL queue-worker-{}", n + 1),
             Self::Kill(Target::Invoker) => write!(f, "SIGKILL invoker"),
             Self::Kill(Target::Dlq) => write!(f, "SIGKILL dlq"),
+            Self::Kill(Target::Gateway) => write!(f, "SIGKILL gateway"),
             Self::CrashRedis => write!(f, "SIGKILL redis-server"),
             Self::DropPostgresConnections => write!(f, "pg_terminate_backend"),
         }
@@ -40,6 +41,7 @@ pub struct FaultCounts {
     pub worker_kills: usize,
     pub invoker_kills: usize,
     pub dlq_kills: usize,
+    pub gateway_kills: usize,
     pub redis_restarts: usize,
     pub postgres_drops: usize,
 }
@@ -67,6 +69,10 @@ pub fn schedule(counts: FaultCounts, workers: usize, window: Duration, seed: u64
     faults.extend(std::iter::repeat_n(
         Fault::Kill(Target::Dlq),
         counts.dlq_kills,
+    ));
+    faults.extend(std::iter::repeat_n(
+        Fault::Kill(Target::Gateway),
+        counts.gateway_kills,
     ));
     faults.extend(std::iter::repeat_n(
         Fault::CrashRedis,
@@ -154,6 +160,7 @@ mod tests {
             worker_kills: 4,
             invoker_kills: 2,
             dlq_kills: 2,
+            gateway_kills: 0,
             redis_restarts: 1,
             postgres_drops: 1,
         };

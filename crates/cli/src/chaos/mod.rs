@@ -102,6 +102,7 @@ async fn run_on(
         worker_kills: args.worker_kills,
         invoker_kills: args.invoker_kills,
         dlq_kills: args.dlq_kills,
+        gateway_kills: args.gateway_kills,
         redis_restarts: args.redis_restarts,
         postgres_drops: args.postgres_drops,
     };
@@ -301,6 +302,7 @@ fn print_summary(
                 faults::Fault::Kill(topology::Target::Worker(_)) => "worker_kills",
                 faults::Fault::Kill(topology::Target::Invoker) => "invoker_kills",
                 faults::Fault::Kill(topology::Target::Dlq) => "dlq_kills",
+                faults::Fault::Kill(topology::Target::Gateway) => "gateway_kills",
                 faults::Fault::CrashRedis => "redis_restarts",
                 faults::Fault::DropPostgresConnections => "postgres_drops",
             };

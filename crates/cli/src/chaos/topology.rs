@@ -148,12 +148,13 @@ pub struct Tuning {
     pub max_inflight: usize,
 }
 
-/// Which service a fault strikes.
+/// One service of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Worker(usize),
     Invoker,
     Dlq,
+    Gateway,
 }
 
 /// The running services.
@@ -249,21 +250,13 @@ impl Topology {
                 logs,
             ));
         }
-        let Self {
-            exe, envs, http, ..
-        } = &topology;
-        let (exe, envs, http) = (exe.clone(), envs.clone(), http.clone());
-        for service in topology.services_mut() {
-            service.start(&exe, &envs, &http).await?;
+        let services = [Target::Invoker, Target::Dlq, Target::Gateway]
+            .into_iter()
+            .chain((0..workers).map(Target::Worker));
+        for target in services {
+            topology.restart(target).await?;
         }
         Ok(topology)
-    }
-
-    /// The services in start order.
-    fn services_mut(&mut self) -> impl Iterator<Item = &mut Service> {
-        [&mut self.invoker, &mut self.dlq, &mut self.gateway]
-            .into_iter()
-            .chain(self.workers.iter_mut())
     }
 
     pub fn workers(&self) -> usize {
@@ -274,11 +267,12 @@ impl Topology {
         match target {
             Target::Invoker => Ok(&mut self.invoker),
             Target::Dlq => Ok(&mut self.dlq),
+            Target::Gateway => Ok(&mut self.gateway),
             Target::Worker(n) => self.workers.get_mut(n).context("no such queue-worker"),
         }
     }
 
-    /// Starts `target` again after a kill, and waits until it is ready.
+    /// Starts `target` (again, after a kill), and waits until it is ready.
     pub async fn restart(&mut self, target: Target) -> anyhow::Result<()> {
         let (exe, envs, http) = (self.exe.clone(), self.envs.clone(), self.http.clone());
         self.service(target)?.start(&exe, &envs, &http).await
