@@ -124,6 +124,11 @@ impl Shared {
 
         let result = self.invoke(delivery, &event, function).await;
         let finished_at = OffsetDateTime::now_utc();
+        // The worker whose claim expired may still have been running this event, and may
+        // have ended it meanwhile: its end stands, rather than a second, different one.
+        if delivery.redelivered && self.already_finished(delivery).await? {
+            return Ok(());
+        }
         let attempt_outcome = match &result {
             Ok(outcome) if outcome.function_error.is_none() => "succeeded",
             Ok(_) => "function_error",
