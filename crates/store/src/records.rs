@@ -83,7 +83,8 @@ struct Buffer {
     oldest_pending: Option<Instant>,
     /// Batches taken from `pending` so far; `flushing` holds batch number `taken`.
     taken: u64,
-    /// A caller waits for a pending record's commit: flush as soon as the flusher is free.
+    /// A caller waits for a pending record's commit: flush after `AWAITED_LINGER`, not the
+    /// whole interval.
     awaited: bool,
     state: State,
 }
@@ -107,6 +108,11 @@ enum Admission {
     Stopped(InvocationRecord),
 }
 
+/// How long a batch that someone waits for may gather more records first: long enough
+/// that records arriving together share a commit (and an event's `running` record is
+/// usually replaced by its final one before either is written), short next to the flush
+/// interval.
+const AWAITED_LINGER: Duration = Duration::from_millis(5);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -161,9 +167,9 @@ impl RecordWriter {
     /// Hands a record over like [`record`](Self::record), then waits until the batch that
     /// holds it is committed: for what must survive a crash of this process that comes
     /// right after, such as an event's final record before the event leaves the queue.
-    /// The batch is flushed as soon as the flusher is free rather than after the flush
-    /// interval (a group commit): under load, every record that arrived during one commit
-    /// goes in the next, so the wait is about one commit and records stay batched.
+    /// Such a batch is flushed after a few milliseconds rather than the flush interval (a
+    /// group commit): records arriving meanwhile, or during the commit before, share it, so
+    /// the wait is short and records stay batched.
     pub async fn record_durably(&self, record: InvocationRecord) {
         let request_id = record.request_id;
         self.record(record).await;
@@ -259,7 +265,7 @@ impl Inner {
     }
 
     /// The number of the batch that will commit `request_id`'s buffered record, which is
-    /// then flushed without waiting out the interval; `None` when nothing is buffered for it
+    /// then flushed without waiting out the whole interval; `None` when nothing is buffered for it
     /// (it is committed already).
     fn batch_holding(&self, request_id: &RequestId) -> Option<u64> {
         let mut buffer = lock(&self.buffer);
@@ -305,9 +311,14 @@ impl Inner {
                     }
                     None => None,
                     Some(oldest) => {
-                        let due = oldest + self.config.flush_interval;
+                        let wait = if buffer.awaited {
+                            self.config.flush_interval.min(AWAITED_LINGER)
+                        } else {
+                            self.config.flush_interval
+                        };
+                        let due = oldest + wait;
                         let full = buffer.pending.len() >= self.config.max_batch;
-                        if draining || full || buffer.awaited || due <= Instant::now() {
+                        if draining || full || due <= Instant::now() {
                             return Some(buffer.take_pending());
                         }
                         Some(due)
