@@ -55,6 +55,9 @@ pub enum Command {
     Route(RouteCommand),
     /// Measure sync invoke latency and throughput against a loopback HTTP echo.
     Bench(BenchArgs),
+    /// Run the distributed topology on real Postgres and Redis, send events while killing
+    /// and restarting its processes, and check that every accepted event ended exactly once.
+    Chaos(ChaosArgs),
 }
 
 #[derive(Debug, Args)]
@@ -685,6 +688,66 @@ pub struct BenchArgs {
     pub database_url: Option<String>,
     #[command(flatten)]
     pub instances: InstanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Asynchronous events to send.
+    #[arg(long, default_value_t = 5000)]
+    pub events: usize,
+    /// Events sent per second; the faults fall while they are being sent.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Fraction of function attempts that fail (0 to 1).
+    #[arg(long, default_value_t = 0.3)]
+    pub fail_rate: f64,
+    /// Seed of the fault schedule (when each fault strikes); random when unset.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Queue-worker SIGKILLs (each followed by a restart).
+    #[arg(long, default_value_t = 4)]
+    pub worker_kills: usize,
+    /// Invoker SIGKILLs (each followed by a restart).
+    #[arg(long, default_value_t = 2)]
+    pub invoker_kills: usize,
+    /// DLQ service SIGKILLs (each followed by a restart).
+    #[arg(long, default_value_t = 2)]
+    pub dlq_kills: usize,
+    /// Gateway SIGKILLs (each followed by a restart); sends it was answering get no `202`.
+    #[arg(long, default_value_t = 0)]
+    pub gateway_kills: usize,
+    /// Redis crashes (SIGKILL, then a restart on the same append-only file).
+    #[arg(long, default_value_t = 1)]
+    pub redis_restarts: usize,
+    /// Times every Postgres connection of the run's database is terminated.
+    #[arg(long, default_value_t = 1)]
+    pub postgres_drops: usize,
+    /// How long the events may take to reach a terminal state once sent; what has not by
+    /// then is counted lost.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub drain_deadline: Duration,
+    /// Postgres server to run on: the run creates a database of its own there and drops it
+    /// at the end.
+    #[arg(
+        long,
+        env = "NIMBUS_CHAOS_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// The `redis-server` executable; the run starts a private one on a free port with its
+    /// append-only file in a temporary folder.
+    #[arg(long, default_value = "redis-server")]
+    pub redis_server: PathBuf,
+    /// The private Redis' `appendfsync`: `always` (every write on disk before Redis
+    /// answers) or `everysec`.
+    #[arg(long, default_value = "always", value_parser = ["always", "everysec"])]
+    pub redis_fsync: String,
+    /// Events each queue-worker runs at once.
+    #[arg(long, default_value_t = 8)]
+    pub max_inflight: usize,
+    /// Keep the services' log files (their folder is printed) instead of deleting them.
+    #[arg(long)]
+    pub keep_logs: bool,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod admin;
 mod args;
 mod bench;
+mod chaos;
 mod client;
 mod commands;
 mod package;
@@ -29,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(DlqArgs { command: None, .. }) => Some("nimbus-dlq"),
         Command::Migrate(_) => Some("nimbus-migrate"),
         Command::Bench(_) => Some("nimbus-bench"),
+        Command::Chaos(_) => Some("nimbus-chaos"),
         Command::Dlq(_)
         | Command::Function(_)
         | Command::Invoke(_)
@@ -71,5 +73,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Invocations(command) => commands::invocations(command).await,
         Command::Route(command) => commands::route(command).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }

@@ -1,7 +1,7 @@
 //! One delivery, from claim to its next state: run the function, then succeed, retry after a
 //! wait, back off, or dead-letter. Every path either hands the event back to the queue
 //! (`retry_later`) or acks it, and acks only after what must survive the event (the dead
-//! letter, a destination's event) is stored.
+//! letter, a destination's event, the final record) is stored.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -60,6 +60,9 @@ impl Shared {
     }
 
     async fn try_process(&self, delivery: &Delivery) -> Result<()> {
+        if delivery.redelivered && self.already_finished(delivery).await? {
+            return Ok(());
+        }
         let mut event = delivery.event.clone();
         // A version is immutable, so an event sent to one runs it whatever $LATEST became; an
         // alias is resolved now, by its current weights.
@@ -121,6 +124,11 @@ impl Shared {
 
         let result = self.invoke(delivery, &event, function).await;
         let finished_at = OffsetDateTime::now_utc();
+        // The worker whose claim expired may still have been running this event, and may
+        // have ended it meanwhile: its end stands, rather than a second, different one.
+        if delivery.redelivered && self.already_finished(delivery).await? {
+            return Ok(());
+        }
         let attempt_outcome = match &result {
             Ok(outcome) if outcome.function_error.is_none() => "succeeded",
             Ok(_) => "function_error",
@@ -179,6 +187,34 @@ impl Shared {
         }
     }
 
+    /// Whether a redelivered event had already ended: a worker stored its final record, or
+    /// its dead letter, and then died before it acked. Such an event is acked (with its
+    /// record made final, if only the letter was stored) instead of being run again.
+    async fn already_finished(&self, delivery: &Delivery) -> Result<bool> {
+        let request_id = delivery.event.request_id;
+        let record = self.records.get(&request_id).await?;
+        if record.is_some_and(|record| record.status.is_terminal()) {
+            tracing::info!(%request_id, "redelivered event had already ended; acking it");
+            self.queue.ack(delivery).await?;
+            return Ok(true);
+        }
+        let letter = match self.dead_letters.get(request_id).await {
+            Ok(letter) => letter,
+            Err(Error::ResourceNotFound(_)) => return Ok(false),
+            Err(error) => return Err(error.into()),
+        };
+        tracing::info!(%request_id, "redelivered event had been dead-lettered; acking it");
+        let mut event = delivery.event.clone();
+        event.attempts = letter.attempts;
+        let mut record = event.record(InvocationStatus::DeadLettered);
+        if event.attempts.is_empty() {
+            record.error_type = Some(letter.reason.as_str().to_owned());
+        }
+        self.records.record_durably(record).await;
+        self.queue.ack(delivery).await?;
+        Ok(true)
+    }
+
     /// Runs the attempt, extending the delivery's claim while the function runs.
     async fn invoke(
         &self,
@@ -229,13 +265,16 @@ impl Shared {
     ) -> Result<()> {
         self.report(&event, config, Condition::Success, Some(outcome))
             .await?;
-        self.queue.ack(delivery).await?;
         let mut record = event.record(InvocationStatus::Succeeded);
         record
             .function_version
             .clone_from(&outcome.executed_version);
         record.duration_ms = Some(outcome.duration.as_secs_f64() * 1000.0);
-        self.records.record(record).await;
+        // The final record is stored before the event leaves the queue: a crash in between
+        // redelivers an event whose record says it is over (see `already_finished`), never
+        // an acked event whose record is lost with this process.
+        self.records.record_durably(record).await;
+        self.queue.ack(delivery).await?;
         self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
         finished(&event, "succeeded");
         Ok(())
@@ -317,12 +356,12 @@ impl Shared {
         if let Some(condition) = condition {
             self.report(&event, config, condition, outcome).await?;
         }
-        self.queue.ack(delivery).await?;
         let mut record = event.record(InvocationStatus::DeadLettered);
         if event.attempts.is_empty() {
             record.error_type = Some(reason.as_str().to_owned());
         }
-        self.records.record(record).await;
+        self.records.record_durably(record).await;
+        self.queue.ack(delivery).await?;
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(
             "nimbus_dead_letters_total",

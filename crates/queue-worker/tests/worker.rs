@@ -12,9 +12,9 @@ use bytes::Bytes;
 use nimbus_core::error::ThrottleReason;
 use nimbus_core::function::LATEST;
 use nimbus_core::{
-    CodeSha256, DeadLetterFilter, DeadLetterReason, DeadLetters, Error, EventInvokeConfig,
-    FunctionConfig, FunctionError, FunctionName, InvocationRecord, InvocationStatus, InvokeOutcome,
-    InvokeRequest, Invoker, RequestId, RetryPolicy,
+    Attempt, CodeSha256, DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, Error,
+    EventInvokeConfig, FunctionConfig, FunctionError, FunctionName, InvocationRecord,
+    InvocationStatus, InvokeOutcome, InvokeRequest, Invoker, RequestId, RetryPolicy,
 };
 use nimbus_dlq::DeadLetterService;
 use nimbus_queue::{EventQueue, QueuedEvent, SqliteQueue, SqliteQueueConfig};
@@ -123,7 +123,7 @@ struct Fixture {
     records: RecordWriter,
     worker: QueueWorker,
     stop: CancellationToken,
-    running: tokio::task::JoinHandle<()>,
+    running: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -134,19 +134,24 @@ impl Fixture {
 
     /// Starts a worker whose DLQ client is `wrap` of the real one.
     async fn start_with(wrap: impl FnOnce(Arc<dyn DeadLetters>) -> Arc<dyn DeadLetters>) -> Self {
+        let mut fixture = Self::build(wrap, Duration::from_secs(30)).await;
+        fixture.run_worker();
+        fixture
+    }
+
+    /// Everything but the running worker (see [`run_worker`](Self::run_worker)).
+    async fn build(
+        wrap: impl FnOnce(Arc<dyn DeadLetters>) -> Arc<dyn DeadLetters>,
+        visibility_timeout: Duration,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("store.db").display());
         let queue_url = format!("sqlite://{}", dir.path().join("queue.db").display());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&store_url).await.unwrap());
         let queue: Arc<dyn EventQueue> = Arc::new(
-            SqliteQueue::connect(
-                &queue_url,
-                SqliteQueueConfig {
-                    visibility_timeout: Duration::from_secs(30),
-                },
-            )
-            .await
-            .unwrap(),
+            SqliteQueue::connect(&queue_url, SqliteQueueConfig { visibility_timeout })
+                .await
+                .unwrap(),
         );
         let dead_letters: Arc<dyn DeadLetters> =
             Arc::new(DeadLetterService::new(store.clone(), queue.clone()));
@@ -171,11 +176,6 @@ impl Fixture {
             config,
         );
         let stop = CancellationToken::new();
-        let running = tokio::spawn({
-            let worker = worker.clone();
-            let stop = stop.clone();
-            async move { worker.run(stop).await }
-        });
         let fixture = Self {
             store,
             queue,
@@ -184,11 +184,17 @@ impl Fixture {
             records,
             worker,
             stop,
-            running,
+            running: None,
             _dir: dir,
         };
         fixture.create_function("fn").await;
         fixture
+    }
+
+    fn run_worker(&mut self) {
+        let worker = self.worker.clone();
+        let stop = self.stop.clone();
+        self.running = Some(tokio::spawn(async move { worker.run(stop).await }));
     }
 
     async fn create_function(&self, name: &str) {
@@ -253,7 +259,9 @@ impl Fixture {
 
     async fn stop(self) {
         self.stop.cancel();
-        self.running.await.unwrap();
+        if let Some(running) = self.running {
+            running.await.unwrap();
+        }
         self.records.shutdown().await;
         let stats = self.queue.stats().await.unwrap();
         assert_eq!(
@@ -277,8 +285,10 @@ async fn a_success_is_recorded_and_acked() {
         f.invoker.payloads("fn"),
         [Bytes::from_static(br#"{"n":1}"#)]
     );
-    assert_eq!(f.worker.stats().succeeded, 1);
+    // Counted once acked, which follows the record's commit: read after the drain.
+    let worker = f.worker.clone();
     f.stop().await;
+    assert_eq!(worker.stats().succeeded, 1);
 }
 
 #[tokio::test]
@@ -610,5 +620,58 @@ async fn an_unreachable_dlq_delays_the_ack_but_never_reruns_a_spent_event() {
             .len(),
         3
     );
+    f.stop().await;
+}
+
+/// A worker that stored an event's end (its final record, or its dead letter) and died
+/// before acking it: the event comes back after the visibility timeout, and is acked
+/// without running again, its record final.
+#[tokio::test]
+async fn a_redelivered_event_that_had_already_ended_is_acked_not_run_again() {
+    let mut f = Fixture::build(|dead_letters| dead_letters, Duration::from_millis(200)).await;
+    let succeeded = f.send("fn", "{}").await;
+    let dead_lettered = f.send("fn", "{}").await;
+    let claimed = f
+        .queue
+        .claim("died", 2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut record = succeeded.record(InvocationStatus::Succeeded);
+    record.attempts = 1;
+    f.store.put_invocations(&[record]).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let attempt = Attempt {
+        started_at: now,
+        finished_at: now,
+        error_type: Some("Unhandled".into()),
+        error_message: Some("no".into()),
+    };
+    f.dead_letters
+        .put(DeadLetter {
+            request_id: dead_lettered.request_id,
+            function_name: dead_lettered.function_name.clone(),
+            qualifier: LATEST.into(),
+            payload: dead_lettered.payload.clone(),
+            attempts: vec![attempt.clone(), attempt.clone(), attempt],
+            reason: DeadLetterReason::RetriesExhausted,
+            enqueued_at: dead_lettered.enqueued_at,
+            dead_lettered_at: now,
+            redrive: None,
+        })
+        .await
+        .unwrap();
+
+    f.run_worker();
+    let record = f.finished(dead_lettered.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    assert_eq!(record.attempt_history.len(), 3);
+    assert_eq!(
+        f.finished(succeeded.request_id).await.status,
+        InvocationStatus::Succeeded
+    );
+    assert!(f.invoker.calls(succeeded.request_id).is_empty());
+    assert!(f.invoker.calls(dead_lettered.request_id).is_empty());
+    assert_eq!(f.worker.stats().redelivered, 2);
     f.stop().await;
 }

@@ -1,8 +1,8 @@
 //! Batched writing of invocation records, off the invocation's hot path.
 //!
 //! [`RecordWriter::record`] only puts the record in memory; a background task commits what
-//! has gathered, one transaction per batch, when a batch is full or the oldest record has
-//! waited a flush interval. [`RecordWriter::get`] sees a record the moment it is handed over,
+//! has gathered, one transaction per batch, when a batch is full, the oldest record has
+//! waited a flush interval, or a caller of [`RecordWriter::record_durably`] waits for one. [`RecordWriter::get`] sees a record the moment it is handed over,
 //! flushed or not. Records of one request id merge in memory by the rule the database
 //! applies ([`InvocationRecord::supersedes`]), so a lookup answers what will be stored. A
 //! failed flush keeps its records and retries with a capped back-off (a store that is down
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_core::{InvocationRecord, RequestId};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -73,6 +73,8 @@ struct Inner {
     batch_ready: Notify,
     /// Wakes writers waiting for room.
     room: Notify,
+    /// How many batches have been committed: batch `n` is the `n`th one taken.
+    committed: watch::Sender<u64>,
     flushes: AtomicU64,
     records_written: AtomicU64,
     largest_batch: AtomicUsize,
@@ -87,6 +89,11 @@ struct Buffer {
     flushing: HashMap<RequestId, InvocationRecord>,
     /// When the oldest pending record arrived; `Some` exactly when `pending` is not empty.
     oldest_pending: Option<Instant>,
+    /// Batches taken from `pending` so far; `flushing` holds batch number `taken`.
+    taken: u64,
+    /// A caller waits for a pending record's commit: flush after `AWAITED_LINGER`, not the
+    /// whole interval.
+    awaited: bool,
     state: State,
 }
 
@@ -109,6 +116,11 @@ enum Admission {
     Stopped(InvocationRecord),
 }
 
+/// How long a batch that someone waits for may gather more records first: long enough
+/// that records arriving together share a commit (and an event's `running` record is
+/// usually replaced by its final one before either is written), short next to the flush
+/// interval.
+const AWAITED_LINGER: Duration = Duration::from_millis(5);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -127,6 +139,7 @@ impl RecordWriter {
             buffer: Mutex::new(Buffer::default()),
             batch_ready: Notify::new(),
             room: Notify::new(),
+            committed: watch::Sender::new(0),
             flushes: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
             largest_batch: AtomicUsize::new(0),
@@ -165,6 +178,23 @@ impl RecordWriter {
     pub fn is_full(&self) -> bool {
         let buffer = lock(&self.inner.buffer);
         buffer.pending.len() + buffer.flushing.len() >= self.inner.config.max_pending
+    }
+
+    /// Hands a record over like [`record`](Self::record), then waits until the batch that
+    /// holds it is committed: for what must survive a crash of this process that comes
+    /// right after, such as an event's final record before the event leaves the queue.
+    /// Such a batch is flushed after a few milliseconds rather than the flush interval (a
+    /// group commit): records arriving meanwhile, or during the commit before, share it, so
+    /// the wait is short and records stay batched.
+    pub async fn record_durably(&self, record: InvocationRecord) {
+        let request_id = record.request_id;
+        self.record(record).await;
+        let Some(batch) = self.inner.batch_holding(&request_id) else {
+            return;
+        };
+        let mut committed = self.inner.committed.subscribe();
+        // The sender lives as long as `inner`, which `self` holds.
+        let _ = committed.wait_for(|&done| done >= batch).await;
     }
 
     /// The record of `request_id`: pending in memory, being flushed, or stored.
@@ -257,6 +287,22 @@ impl Inner {
             .cloned()
     }
 
+    /// The number of the batch that will commit `request_id`'s buffered record, which is
+    /// then flushed without waiting out the whole interval; `None` when nothing is buffered for it
+    /// (it is committed already).
+    fn batch_holding(&self, request_id: &RequestId) -> Option<u64> {
+        let mut buffer = lock(&self.buffer);
+        if buffer.pending.contains_key(request_id) {
+            buffer.awaited = true;
+            self.batch_ready.notify_one();
+            Some(buffer.taken + 1)
+        } else if buffer.flushing.contains_key(request_id) {
+            Some(buffer.taken)
+        } else {
+            None
+        }
+    }
+
     async fn write_directly(&self, record: InvocationRecord) {
         if let Err(error) = self
             .store
@@ -288,7 +334,12 @@ impl Inner {
                     }
                     None => None,
                     Some(oldest) => {
-                        let due = oldest + self.config.flush_interval;
+                        let wait = if buffer.awaited {
+                            self.config.flush_interval.min(AWAITED_LINGER)
+                        } else {
+                            self.config.flush_interval
+                        };
+                        let due = oldest + wait;
                         let full = buffer.pending.len() >= self.config.max_batch;
                         if draining || full || due <= Instant::now() {
                             return Some(buffer.take_pending());
@@ -370,6 +421,8 @@ impl Inner {
 impl Buffer {
     fn take_pending(&mut self) -> Vec<InvocationRecord> {
         self.oldest_pending = None;
+        self.awaited = false;
+        self.taken += 1;
         self.flushing = std::mem::take(&mut self.pending);
         self.flushing.values().cloned().collect()
     }
@@ -378,6 +431,9 @@ impl Buffer {
 async fn flush_loop(inner: Arc<Inner>) {
     while let Some(batch) = inner.next_batch().await {
         inner.write(batch).await;
+        // Only this task takes batches, so the one just written is the last one taken.
+        let taken = lock(&inner.buffer).taken;
+        inner.committed.send_replace(taken);
     }
 }
 
@@ -788,6 +844,32 @@ mod tests {
         writer.shutdown().await;
         assert_eq!(writer.stats().records_written, 25);
         assert_eq!(writer.stats().largest_batch, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_durable_record_returns_once_its_batch_is_committed() {
+        let store = MemoryStore::gated();
+        let interval = Duration::from_secs(3600);
+        let writer = RecordWriter::start(store.clone(), config(512, interval));
+        let start = Instant::now();
+        let other = record(InvocationStatus::Running);
+        writer.record(other.clone()).await;
+        let done = record(InvocationStatus::Succeeded);
+        let durable = tokio::spawn({
+            let (writer, done) = (writer.clone(), done.clone());
+            async move { writer.record_durably(done).await }
+        });
+        // The store holds the batch back.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!durable.is_finished(), "returned before the commit");
+        assert_eq!(store.stored(&done.request_id), None);
+
+        store.gate.as_ref().unwrap().add_permits(1);
+        durable.await.unwrap();
+        assert_eq!(store.stored(&done.request_id), Some(done.clone()));
+        assert_eq!(store.batches(), vec![2], "one batch for both records");
+        assert_eq!(store.stored(&other.request_id), Some(other));
+        assert!(start.elapsed() < interval, "waited out the flush interval");
     }
 
     #[tokio::test(start_paused = true)]
