@@ -291,13 +291,16 @@ impl Shared {
         config: &EventInvokeConfig,
         failure: Failure<'_>,
     ) -> Result<()> {
-        let at = OffsetDateTime::now_utc() + delay;
-        if at >= deadline {
+        // A delay too long to add (an absurd configured base) is past any deadline.
+        let at = time::Duration::try_from(delay)
+            .ok()
+            .and_then(|delay| OffsetDateTime::now_utc().checked_add(delay));
+        let Some(at) = at.filter(|at| *at < deadline) else {
             let reason = DeadLetterReason::EventAgeExceeded;
             return self
                 .dead_letter(delivery, event, reason, config, failure.outcome())
                 .await;
-        }
+        };
         self.queue.retry_later(delivery, &event, at).await?;
         let mut record = event.record(InvocationStatus::Retrying);
         match failure {
