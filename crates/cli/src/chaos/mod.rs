@@ -13,7 +13,7 @@ mod redis_server;
 mod topology;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ async fn run_on(
     };
     let mut topology = Topology::start(&backends, &tuning, WORKERS, logs).await?;
     let http = reqwest::Client::builder().timeout(SEND_TIMEOUT).build()?;
-    let execution_log = logs.join("executions.log");
+    let execution_log = shared_log(logs)?;
     function::deploy(&http, &topology.endpoint, &execution_log, args.fail_rate).await?;
 
     let counts = FaultCounts {
@@ -327,4 +327,16 @@ fn print_summary(
             "faults": faults,
         })
     );
+}
+
+/// The execution log, which every instance appends to: as root the invoker runs each
+/// instance as a user of its own, so the log is writable by all and its folder passable
+/// (not listable) by all.
+fn shared_log(logs: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = logs.join("executions.log");
+    std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    std::fs::set_permissions(logs, std::fs::Permissions::from_mode(0o711))?;
+    Ok(path)
 }
