@@ -37,6 +37,8 @@ const GOAL_DRAIN_RATIO_TO_SYNC: f64 = 0.5;
 const GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS: f64 = 0.12;
 /// Goal from the HTTP triggers issue, at the most clients measured.
 const GOAL_ROUTE_RATIO_TO_INVOKE: f64 = 0.9;
+/// Slices the route and the Invoke API take turns in.
+const ROUTE_ROUNDS: u32 = 4;
 
 const NOOP_PYTHON: &str = "def handler(event, context):\n    return event\n";
 const NOOP_NODE: &str = "exports.handler = async (event) => event;\n";
@@ -154,8 +156,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    // HTTP route: the same function behind `POST /api/noop`, measured back to back with the
-    // Invoke API so that both see the same machine.
+    // HTTP route: the same function behind `POST /api/noop`, taking turns with the Invoke
+    // API so that both see the same machine.
     add_noop_route(&reqwest::Client::new(), &endpoint).await?;
     let route_url = format!("{endpoint}{}/noop", nimbus_gateway::DEFAULT_ROUTES_PREFIX);
     println!("\nnimbus bench: sync HTTP route (POST /noop) vs the Invoke API, same function");
@@ -164,12 +166,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "clients", "inv p50", "inv rps", "route p50", "route rps", "rps x"
     );
     for &clients in &args.clients {
-        let invoke = load
-            .measure(&invoke_url, None, clients, args.duration)
-            .await?;
-        let route = load
-            .measure(&route_url, None, clients, args.duration)
-            .await?;
+        // Alternating slices, so that a drift of the machine weighs on both alike.
+        let slice = args.duration / ROUTE_ROUNDS;
+        let (mut invokes, mut routes) = (Vec::new(), Vec::new());
+        for _ in 0..ROUTE_ROUNDS {
+            invokes.push(load.measure(&invoke_url, None, clients, slice).await?);
+            routes.push(load.measure(&route_url, None, clients, slice).await?);
+        }
+        let (invoke, route) = (Measurement::mean(&invokes), Measurement::mean(&routes));
         let ratio = route.per_second / invoke.per_second;
         println!(
             "{clients:>7}  {:>10} {:>10.0}  {:>10} {:>10.0}  {ratio:>8.3}x",
@@ -500,6 +504,22 @@ struct Measurement {
     p99: Duration,
     per_second: f64,
     count: usize,
+}
+
+impl Measurement {
+    /// Slices of one run taken together: their mean rate and mean percentiles.
+    fn mean(slices: &[Measurement]) -> Measurement {
+        let n = slices.len().max(1);
+        let mean_of = |pick: fn(&Measurement) -> Duration| {
+            slices.iter().map(pick).sum::<Duration>() / u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        Measurement {
+            p50: mean_of(|m| m.p50),
+            p99: mean_of(|m| m.p99),
+            per_second: slices.iter().map(|m| m.per_second).sum::<f64>() / n as f64,
+            count: slices.iter().map(|m| m.count).sum(),
+        }
+    }
 }
 
 /// `clients` tasks each send `{"ping":1}` back to back for `duration`, with `header` if

@@ -2,11 +2,14 @@
 //! which function URLs use too, so that web frameworks' Lambda adapters (`lambda_http`,
 //! Mangum, ...) serve their routes unchanged.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use nimbus_core::RequestId;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -28,86 +31,129 @@ pub(crate) struct Source<'a> {
     pub(crate) access_key: Option<&'a str>,
 }
 
+/// The payload 2.0 event, borrowing from the request where it can: it is built on every
+/// trigger request.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    version: &'static str,
+    route_key: &'a str,
+    raw_path: &'a str,
+    raw_query_string: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cookies: Vec<&'a str>,
+    headers: HashMap<&'a str, Cow<'a, str>>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    query_string_parameters: HashMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_parameters: Option<Pairs<'a>>,
+    request_context: RequestContext<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestContext<'a> {
+    account_id: &'a str,
+    api_id: &'a str,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    http: Http<'a>,
+    request_id: String,
+    route_key: &'a str,
+    stage: &'static str,
+    time: String,
+    time_epoch: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizer: Option<Authorizer<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Http<'a> {
+    method: &'a str,
+    path: &'a str,
+    protocol: String,
+    source_ip: &'a str,
+    user_agent: &'a str,
+}
+
+#[derive(Serialize)]
+struct Authorizer<'a> {
+    iam: Iam<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Iam<'a> {
+    access_key: &'a str,
+    account_id: &'a str,
+}
+
+/// Path parameters, as a JSON object.
+struct Pairs<'a>(&'a [(String, String)]);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
+    }
+}
+
 /// The payload 2.0 event for a request with `body`, as JSON text.
 pub(crate) fn build(parts: &Parts, body: &[u8], source: &Source<'_>) -> Vec<u8> {
     let now = OffsetDateTime::now_utc();
     let headers = &parts.headers;
     let host = text(headers, header::HOST.as_str()).unwrap_or_default();
-    let raw_query = parts.uri.query().unwrap_or_default();
-
-    let mut http = Map::new();
-    http.insert("method".into(), parts.method.as_str().into());
-    http.insert("path".into(), source.raw_path.into());
-    http.insert("protocol".into(), format!("{:?}", parts.version).into());
-    http.insert("sourceIp".into(), source.source_ip.into());
-    http.insert(
-        "userAgent".into(),
-        text(headers, header::USER_AGENT.as_str())
-            .unwrap_or_default()
-            .into(),
-    );
-    let mut context = Map::new();
-    context.insert("accountId".into(), source.account_id.into());
-    context.insert("apiId".into(), source.api_id.into());
-    context.insert("domainName".into(), host.into());
-    context.insert(
-        "domainPrefix".into(),
-        host.split('.').next().unwrap_or_default().into(),
-    );
-    context.insert("http".into(), Value::Object(http));
-    context.insert("requestId".into(), source.request_id.to_string().into());
-    context.insert("routeKey".into(), source.route_key.into());
-    context.insert("stage".into(), "$default".into());
-    context.insert("time".into(), request_time(now).into());
-    context.insert(
-        "timeEpoch".into(),
-        i64::try_from(now.unix_timestamp_nanos() / 1_000_000)
-            .unwrap_or_default()
-            .into(),
-    );
-    if let Some(access_key) = source.access_key {
-        context.insert(
-            "authorizer".into(),
-            json!({ "iam": { "accessKey": access_key, "accountId": source.account_id } }),
-        );
-    }
-
-    let mut event = Map::new();
-    event.insert("version".into(), "2.0".into());
-    event.insert("routeKey".into(), source.route_key.into());
-    event.insert("rawPath".into(), source.raw_path.into());
-    event.insert("rawQueryString".into(), raw_query.into());
-    let cookies = cookies(headers);
-    if !cookies.is_empty() {
-        event.insert("cookies".into(), cookies.into());
-    }
-    event.insert("headers".into(), Value::Object(joined_headers(headers)));
-    let query = query_parameters(raw_query);
-    if !query.is_empty() {
-        event.insert("queryStringParameters".into(), Value::Object(query));
-    }
-    if !source.path_parameters.is_empty() {
-        let parameters: Map<String, Value> = source
-            .path_parameters
-            .iter()
-            .map(|(name, value)| (name.clone(), value.as_str().into()))
-            .collect();
-        event.insert("pathParameters".into(), Value::Object(parameters));
-    }
-    event.insert("requestContext".into(), Value::Object(context));
     let is_base64 = !body.is_empty() && !is_text(headers, body);
-    if !body.is_empty() {
-        let body = if is_base64 {
-            BASE64.encode(body)
+    let body = (!body.is_empty()).then(|| {
+        if is_base64 {
+            Cow::Owned(BASE64.encode(body))
         } else {
             // is_text checked it is UTF-8.
-            String::from_utf8_lossy(body).into_owned()
-        };
-        event.insert("body".into(), body.into());
-    }
-    event.insert("isBase64Encoded".into(), is_base64.into());
-    // A map of strings and numbers always serializes.
-    serde_json::to_vec(&Value::Object(event)).unwrap_or_default()
+            String::from_utf8_lossy(body)
+        }
+    });
+    let event = Event {
+        version: "2.0",
+        route_key: source.route_key,
+        raw_path: source.raw_path,
+        raw_query_string: parts.uri.query().unwrap_or_default(),
+        cookies: cookies(headers),
+        headers: joined_headers(headers),
+        query_string_parameters: query_parameters(parts.uri.query().unwrap_or_default()),
+        path_parameters: (!source.path_parameters.is_empty())
+            .then_some(Pairs(source.path_parameters)),
+        request_context: RequestContext {
+            account_id: source.account_id,
+            api_id: source.api_id,
+            domain_name: host,
+            domain_prefix: host.split('.').next().unwrap_or_default(),
+            http: Http {
+                method: parts.method.as_str(),
+                path: source.raw_path,
+                protocol: format!("{:?}", parts.version),
+                source_ip: source.source_ip,
+                user_agent: text(headers, header::USER_AGENT.as_str()).unwrap_or_default(),
+            },
+            request_id: source.request_id.to_string(),
+            route_key: source.route_key,
+            stage: "$default",
+            time: request_time(now),
+            time_epoch: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
+            authorizer: source.access_key.map(|access_key| Authorizer {
+                iam: Iam {
+                    access_key,
+                    account_id: source.account_id,
+                },
+            }),
+        },
+        body,
+        is_base64_encoded: is_base64,
+    };
+    // Strings, numbers and maps of strings always serialize.
+    serde_json::to_vec(&event).unwrap_or_default()
 }
 
 fn text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -116,24 +162,30 @@ fn text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// Header names in lower case; repeated headers joined with commas; cookies left to
 /// `cookies`. A value that is not UTF-8 is passed on lossily decoded.
-fn joined_headers(headers: &HeaderMap) -> Map<String, Value> {
-    let mut joined: Map<String, Value> = Map::new();
+fn joined_headers(headers: &HeaderMap) -> HashMap<&str, Cow<'_, str>> {
+    let mut joined = HashMap::with_capacity(headers.keys_len());
     for name in headers.keys() {
         if name == header::COOKIE {
             continue;
         }
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-            .collect();
-        joined.insert(name.as_str().to_owned(), values.join(",").into());
+        let mut values = headers.get_all(name).iter();
+        let first = values
+            .next()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()))
+            .unwrap_or_default();
+        let value = values.fold(first, |mut all, value| {
+            let all_mut = all.to_mut();
+            all_mut.push(',');
+            all_mut.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            all
+        });
+        joined.insert(name.as_str(), value);
     }
     joined
 }
 
 /// Every cookie of every `Cookie` header, one item each (`name=value`).
-fn cookies(headers: &HeaderMap) -> Vec<Value> {
+fn cookies(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -141,21 +193,21 @@ fn cookies(headers: &HeaderMap) -> Vec<Value> {
         .flat_map(|value| value.split(';'))
         .map(str::trim)
         .filter(|cookie| !cookie.is_empty())
-        .map(|cookie| Value::from(cookie.to_owned()))
         .collect()
 }
 
 /// Decoded query parameters; a repeated one has its values joined with commas.
-fn query_parameters(raw_query: &str) -> Map<String, Value> {
-    let mut parameters: Map<String, Value> = Map::new();
+fn query_parameters(raw_query: &str) -> HashMap<Cow<'_, str>, Cow<'_, str>> {
+    let mut parameters: HashMap<Cow<'_, str>, Cow<'_, str>> = HashMap::new();
     for (name, value) in form_urlencoded::parse(raw_query.as_bytes()) {
-        match parameters.get_mut(name.as_ref()) {
-            Some(Value::String(existing)) => {
+        match parameters.get_mut(&name) {
+            Some(existing) => {
+                let existing = existing.to_mut();
                 existing.push(',');
                 existing.push_str(&value);
             }
-            _ => {
-                parameters.insert(name.into_owned(), value.into_owned().into());
+            None => {
+                parameters.insert(name, value);
             }
         }
     }
@@ -201,6 +253,7 @@ fn request_time(now: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use axum::http::Request;
+    use serde_json::{Value, json};
 
     use super::*;
 

@@ -299,28 +299,29 @@ async fn run(state: &AppState, request: Request, trigger: Trigger) -> Result<Res
     run_sync(state, request, trigger.timeout).await
 }
 
-/// Runs the invocation in a task of its own, so that it finishes and is recorded even when
-/// the caller goes away or the integration timeout answers first.
+/// Runs the invocation here; past the integration timeout it is handed to a task of its
+/// own, so that it still finishes and is recorded after the `504`.
 async fn run_sync(
     state: &AppState,
     request: InvokeRequest,
     timeout: Option<Duration>,
 ) -> Result<Response, Refusal> {
-    let task = tokio::spawn({
+    let mut invocation = Box::pin({
         let state = state.clone();
         async move { invoke::run_sync(&state, request).await }.in_current_span()
     });
-    let joined = match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, task).await.map_err(|_| {
-            tracing::info!(?timeout, "the integration timed out; answering 504");
-            refusal(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
-        })?,
-        None => task.await,
+    let result = match timeout {
+        None => invocation.await,
+        Some(timeout) => tokio::select! {
+            result = &mut invocation => result,
+            () = tokio::time::sleep(timeout) => {
+                tracing::info!(?timeout, "the integration timed out; answering 504");
+                // Not dropped: the invocation runs on to its own end and is recorded.
+                tokio::spawn(invocation);
+                return Err(refusal(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out"));
+            }
+        },
     };
-    let result = joined.map_err(|error| {
-        tracing::error!(%error, "an invocation task failed");
-        refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-    })?;
     match result {
         Ok(outcome) => Ok(response::from_outcome(&outcome)),
         Err(Error::TooManyRequests(_)) => {

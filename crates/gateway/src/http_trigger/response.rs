@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_core::InvokeOutcome;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use crate::code::BASE64;
@@ -44,12 +46,10 @@ pub(crate) fn from_outcome(outcome: &InvokeOutcome) -> Response {
         tracing::info!("the function failed; answering 502");
         return bad_gateway();
     }
-    let Ok(value) = serde_json::from_slice::<Value>(&outcome.payload) else {
-        tracing::warn!("the function's result is not JSON; answering 502");
-        return bad_gateway();
-    };
-    match value {
-        Value::Object(object) if object.contains_key("statusCode") => structured(object)
+    match probe(&outcome.payload) {
+        Shape::Structured => serde_json::from_slice::<Map<String, Value>>(&outcome.payload)
+            .map_err(|_| "the response is not a JSON object")
+            .and_then(structured)
             .unwrap_or_else(|why| {
                 tracing::warn!(
                     why,
@@ -57,15 +57,47 @@ pub(crate) fn from_outcome(outcome: &InvokeOutcome) -> Response {
                 );
                 bad_gateway()
             }),
-        _ => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            Body::from(outcome.payload.clone()),
-        )
-            .into_response(),
+        Shape::NotJson => {
+            tracing::warn!("the function's result is not JSON; answering 502");
+            bad_gateway()
+        }
+        Shape::OtherJson => {
+            let content_type = HeaderValue::from_static("application/json");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, content_type)],
+                Body::from(outcome.payload.clone()),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// What a function's result is, as far as the response mapping cares.
+enum Shape {
+    /// An object with a `statusCode`: an HTTP response to map.
+    Structured,
+    /// Any other JSON value: the body of a `200`.
+    OtherJson,
+    NotJson,
+}
+
+/// Finds the result's shape in one pass over it, without building the document: most
+/// results of a busy route are passed on as they are.
+fn probe(payload: &[u8]) -> Shape {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "statusCode")]
+        status_code: Option<IgnoredAny>,
+    }
+    match serde_json::from_slice::<Probe>(payload) {
+        Ok(Probe {
+            status_code: Some(_),
+        }) => Shape::Structured,
+        Ok(_) => Shape::OtherJson,
+        // Not an object (an array, a string, ...) or not JSON at all.
+        Err(_) if serde_json::from_slice::<IgnoredAny>(payload).is_ok() => Shape::OtherJson,
+        Err(_) => Shape::NotJson,
     }
 }
 
