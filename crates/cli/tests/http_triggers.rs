@@ -92,6 +92,12 @@ async fn wait_until_succeeded(platform: &Platform, request_id: &str) -> Value {
     }
 }
 
+/// Checks an answer's status and its JSON body.
+async fn expect_json(response: reqwest::Response, status: u16, body: Value) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.json::<Value>().await.unwrap(), body);
+}
+
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
@@ -187,19 +193,16 @@ async fn a_sync_route_maps_the_request_to_an_event_and_the_result_to_a_response(
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"plain": true, "path": "/plain/a/b/c"})
-    );
+    expect_json(
+        response,
+        200,
+        json!({"plain": true, "path": "/plain/a/b/c"}),
+    )
+    .await;
 
     // A failing function is a 502; no route is a 404; neither is a Lambda error shape.
     let response = http().get(format!("{api}/broken")).send().await.unwrap();
-    assert_eq!(response.status(), 502);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"message": "Internal Server Error"})
-    );
+    expect_json(response, 502, json!({"message": "Internal Server Error"})).await;
     for (method, path) in [("GET", "/nowhere"), ("POST", "/orders/42")] {
         let response = http()
             .request(method.parse().unwrap(), format!("{api}{path}"))
@@ -242,11 +245,7 @@ async fn an_async_route_answers_202_and_the_event_runs() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"plain": true, "path": "/putOrder"})
-    );
+    expect_json(response, 200, json!({"plain": true, "path": "/putOrder"})).await;
 }
 
 #[tokio::test]
@@ -259,11 +258,12 @@ async fn a_sync_route_past_its_integration_timeout_answers_504() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 504);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"message": "Endpoint request timed out"})
-    );
+    expect_json(
+        response,
+        504,
+        json!({"message": "Endpoint request timed out"}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -424,11 +424,7 @@ async fn routes_serve_on_their_own_listener_at_its_root() {
     add_route(&platform, &["GET", "/hello", "plain"]);
     let routes = platform.listener("routes");
     let response = http().get(format!("{routes}/hello")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"plain": true, "path": "/hello"})
-    );
+    expect_json(response, 200, json!({"plain": true, "path": "/hello"})).await;
     // Not on the API's port, and the API is not on the routes' port.
     let on_api = http()
         .get(format!("{}/api/hello", platform.endpoint))
@@ -473,11 +469,7 @@ async fn a_lambda_http_app_serves_its_routes_unchanged() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"id": 17, "verbose": true})
-    );
+    expect_json(response, 200, json!({"id": 17, "verbose": true})).await;
     let response = http()
         .post(format!("{api}/orders"))
         .json(&json!({"item": "tea"}))
@@ -505,11 +497,7 @@ async fn routes_work_across_the_distributed_topology() {
     let api = format!("{}/api", platform.endpoint);
 
     let response = http().get(format!("{api}/hello/ada")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"plain": true, "path": "/hello/ada"})
-    );
+    expect_json(response, 200, json!({"plain": true, "path": "/hello/ada"})).await;
 
     let response = http().put(format!("{api}/later")).send().await.unwrap();
     assert_eq!(response.status(), 202);

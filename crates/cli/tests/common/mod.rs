@@ -501,16 +501,9 @@ pub fn psql_query(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs `sql`, which must succeed.
 pub fn psql(url: &str, sql: &str) {
-    let output = Command::new("psql")
-        .args([url, "-qc", sql])
-        .output()
-        .expect("run psql");
-    assert!(
-        output.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    psql_query(url, sql);
 }
 
 fn uuid_simple() -> String {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use super::text;
 use crate::code::BASE64;
 
 /// What the event says about where the request came in, besides the request itself.
@@ -105,7 +106,7 @@ impl Serialize for Pairs<'_> {
 pub(crate) fn build(parts: &Parts, body: &[u8], source: &Source<'_>) -> Vec<u8> {
     let now = OffsetDateTime::now_utc();
     let headers = &parts.headers;
-    let host = text(headers, header::HOST.as_str()).unwrap_or_default();
+    let host = text(headers, header::HOST).unwrap_or_default();
     let is_base64 = !body.is_empty() && !is_text(headers, body);
     let body = (!body.is_empty()).then(|| {
         if is_base64 {
@@ -135,7 +136,7 @@ pub(crate) fn build(parts: &Parts, body: &[u8], source: &Source<'_>) -> Vec<u8> 
                 path: source.raw_path,
                 protocol: format!("{:?}", parts.version),
                 source_ip: source.source_ip,
-                user_agent: text(headers, header::USER_AGENT.as_str()).unwrap_or_default(),
+                user_agent: text(headers, header::USER_AGENT).unwrap_or_default(),
             },
             request_id: source.request_id.to_string(),
             route_key: source.route_key,
@@ -154,10 +155,6 @@ pub(crate) fn build(parts: &Parts, body: &[u8], source: &Source<'_>) -> Vec<u8> 
     };
     // Strings, numbers and maps of strings always serialize.
     serde_json::to_vec(&event).unwrap_or_default()
-}
-
-fn text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
 }
 
 /// Header names in lower case; repeated headers joined with commas; cookies left to
@@ -217,7 +214,7 @@ fn query_parameters(raw_query: &str) -> HashMap<Cow<'_, str>, Cow<'_, str>> {
 /// Whether the body goes to the function as text: it is UTF-8 and its content type is a
 /// textual one (or absent). Everything else is base64-encoded.
 fn is_text(headers: &HeaderMap, body: &[u8]) -> bool {
-    let textual = match text(headers, header::CONTENT_TYPE.as_str()) {
+    let textual = match text(headers, header::CONTENT_TYPE) {
         None => true,
         Some(content_type) => {
             let essence = content_type

@@ -409,7 +409,8 @@ fn service_error(error: &Error) -> Refusal {
     refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
-fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+/// A header's value, when it is text.
+fn text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
