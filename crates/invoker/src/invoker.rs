@@ -18,6 +18,7 @@ use crate::config::InvokerConfig;
 use crate::instance::{Instance, Ran, StartError};
 use crate::isolation::Isolation;
 use crate::pool::{Acquired, InstancePool, PoolKey, PoolStats};
+use crate::run_to_end::RunToEnd;
 use crate::{provisioner, runtimes, scratch};
 
 /// The account id in the ARNs functions see (`Lambda-Runtime-Invoked-Function-Arn`).
@@ -124,11 +125,7 @@ impl nimbus_core::Invoker for LocalInvoker {
         );
         // The function's output is logged in this span, on its own: it names the trace.
         nimbus_telemetry::trace::record_trace_id(&span);
-        // The invocation runs to its end even if the caller goes away, as on Lambda: the
-        // function is not cut short and its instance returns to the pool in a known state.
-        tokio::spawn(async move { node.invoke(request).await }.instrument(span))
-            .await
-            .map_err(|e| Error::Service(format!("an invocation failed: {e}")))?
+        RunToEnd::new(async move { node.invoke(request).await }.instrument(span)).await
     }
 }
 

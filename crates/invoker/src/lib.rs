@@ -15,6 +15,7 @@ mod isolation;
 mod logs;
 mod pool;
 mod provisioner;
+mod run_to_end;
 mod runtime_api;
 mod runtimes;
 mod scratch;

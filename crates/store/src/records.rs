@@ -91,8 +91,8 @@ struct Buffer {
     oldest_pending: Option<Instant>,
     /// Batches taken from `pending` so far; `flushing` holds batch number `taken`.
     taken: u64,
-    /// A caller waits for a pending record's commit: flush after `AWAITED_LINGER`, not the
-    /// whole interval.
+    /// A caller waits for a pending record's commit: flush as soon as the flusher is free,
+    /// not after the whole interval.
     awaited: bool,
     state: State,
 }
@@ -116,11 +116,6 @@ enum Admission {
     Stopped(InvocationRecord),
 }
 
-/// How long a batch that someone waits for may gather more records first: long enough
-/// that records arriving together share a commit (and an event's `running` record is
-/// usually replaced by its final one before either is written), short next to the flush
-/// interval.
-const AWAITED_LINGER: Duration = Duration::from_millis(5);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -183,9 +178,9 @@ impl RecordWriter {
     /// Hands a record over like [`record`](Self::record), then waits until the batch that
     /// holds it is committed: for what must survive a crash of this process that comes
     /// right after, such as an event's final record before the event leaves the queue.
-    /// Such a batch is flushed after a few milliseconds rather than the flush interval (a
-    /// group commit): records arriving meanwhile, or during the commit before, share it, so
-    /// the wait is short and records stay batched.
+    /// Such a batch is flushed as soon as the flusher is free rather than after the flush
+    /// interval (a group commit): records arriving during the commit before share it, so a
+    /// lone caller waits for one commit and records stay batched under load.
     pub async fn record_durably(&self, record: InvocationRecord) {
         let request_id = record.request_id;
         self.record(record).await;
@@ -334,8 +329,11 @@ impl Inner {
                     }
                     None => None,
                     Some(oldest) => {
+                        // Someone waits: flush as soon as the flusher is free. Records that
+                        // arrive while a commit runs form the next batch (a group commit), so
+                        // batches grow with the load and a lone caller waits for one commit.
                         let wait = if buffer.awaited {
-                            self.config.flush_interval.min(AWAITED_LINGER)
+                            Duration::ZERO
                         } else {
                             self.config.flush_interval
                         };
