@@ -124,18 +124,26 @@ class ClientContext:
         self.env = document.get("env")
 
 
+# What every invocation's context repeats, read once: the environment does not change.
+FUNCTION_NAME = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+FUNCTION_VERSION = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+MEMORY_LIMIT_IN_MB = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+LOG_GROUP_NAME = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+LOG_STREAM_NAME = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+
+
 class Context:
     def __init__(self, headers):
-        self.aws_request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
-        self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn")
-        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.aws_request_id = headers.get("lambda-runtime-aws-request-id")
+        self.invoked_function_arn = headers.get("lambda-runtime-invoked-function-arn")
+        self.function_name = FUNCTION_NAME
+        self.function_version = FUNCTION_VERSION
+        self.memory_limit_in_mb = MEMORY_LIMIT_IN_MB
+        self.log_group_name = LOG_GROUP_NAME
+        self.log_stream_name = LOG_STREAM_NAME
         self.identity = None
-        self._deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms") or 0)
-        raw_context = headers.get("Lambda-Runtime-Client-Context")
+        self._deadline_ms = int(headers.get("lambda-runtime-deadline-ms") or 0)
+        raw_context = headers.get("lambda-runtime-client-context")
         self.client_context = None
         if raw_context:
             try:
@@ -243,7 +251,7 @@ def load_handler(api):
 
 def invoke(api, handler, headers, body):
     """Runs one invocation; returns the path to post to and the body to post."""
-    request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+    request_id = headers.get("lambda-runtime-aws-request-id")
     try:
         event = json.loads(body) if body else {}
     except ValueError as error:
@@ -275,13 +283,13 @@ def main():
         if response.status != 200:
             sys.exit(0)
         headers = response.headers
-        request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+        request_id = headers.get("lambda-runtime-aws-request-id")
         current_request_id = request_id
-        trace_id = headers.get("Lambda-Runtime-Trace-Id")
+        trace_id = headers.get("lambda-runtime-trace-id")
         if trace_id:
             os.environ["_X_AMZN_TRACE_ID"] = trace_id
-        else:
-            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        elif "_X_AMZN_TRACE_ID" in os.environ:
+            del os.environ["_X_AMZN_TRACE_ID"]
         kind, reply = invoke(api, handler, headers, body)
         path = "/invocation/%s/%s" % (request_id, kind)
         if kind == "error":
