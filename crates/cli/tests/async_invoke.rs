@@ -1055,9 +1055,13 @@ async fn one_trace_follows_an_event_through_every_hop(platform: &Platform, otlp:
     assert_eq!(response.status(), 202);
     let request_id = response.headers()["x-amzn-RequestId"].to_str().unwrap();
     wait_for_status(platform, request_id, "dead_lettered").await;
+    // A child span may be exported in an earlier batch than its parent: wait for both.
     let spans = otlp
         .wait_for_trace(dead_trace, |spans| {
-            spans.iter().any(|span| span.name == "dead_letter")
+            spans
+                .iter()
+                .filter(|span| span.name == "dead_letter")
+                .any(|letter| ancestry(spans, letter).len() > 1)
         })
         .await;
     let letter = spans
