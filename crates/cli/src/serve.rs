@@ -302,20 +302,7 @@ impl InProcessPlatform {
             let shutdown = shutdown.clone();
             async move { worker.run(shutdown).await }
         });
-        let served = nimbus_gateway::serve_with(
-            listener,
-            self.router,
-            self.serve_options,
-            shutdown.cancelled_owned(),
-        )
-        .await;
-        // The worker drains its running events through the invoker: stop it first.
-        if let Err(error) = worker.await {
-            tracing::error!(%error, "the queue-worker task failed");
-        }
-        self.invoker.shutdown().await;
-        self.records.shutdown().await;
-        served.context("the gateway failed")
+        self.serve_then_stop(listener, shutdown, Some(worker)).await
     }
 
     /// Serves the HTTP API only: queued events wait until the caller runs
@@ -325,6 +312,17 @@ impl InProcessPlatform {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        self.serve_then_stop(listener, shutdown, None).await
+    }
+
+    /// Serves the HTTP API until `shutdown`, then stops `worker` (it drains its running
+    /// events through the invoker, so it goes first), the invoker and the record writer.
+    async fn serve_then_stop(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        worker: Option<tokio::task::JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
         let served = nimbus_gateway::serve_with(
             listener,
             self.router,
@@ -332,6 +330,11 @@ impl InProcessPlatform {
             shutdown.cancelled_owned(),
         )
         .await;
+        if let Some(worker) = worker
+            && let Err(error) = worker.await
+        {
+            tracing::error!(%error, "the queue-worker task failed");
+        }
         self.invoker.shutdown().await;
         self.records.shutdown().await;
         served.context("the gateway failed")
