@@ -4,7 +4,8 @@
 //! service maps to HTTP (Lambda's error shape) and to gRPC, and the [`Invoker`] trait through
 //! which the gateway and the queue-worker reach the invoker, in-process or remote; event invoke
 //! configuration and retry policy; dead letters and the [`DeadLetters`] trait of the DLQ
-//! service.
+//! service. And [`repoll::Repoll`], the one future combinator the HTTP servers of the
+//! gateway and the invoker share.
 
 pub mod alias;
 pub mod code;
@@ -18,6 +19,7 @@ pub mod invocation;
 pub mod invoker;
 pub mod limits;
 pub mod provisioned;
+pub mod repoll;
 pub mod route;
 pub mod sigv4;
 pub mod trace;

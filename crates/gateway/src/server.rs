@@ -92,7 +92,7 @@ pub async fn serve_with(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let connection = builder.serve_connection(TokioIo::new(tcp), service);
-            if let Err(error) = watcher.watch(connection).await {
+            if let Err(error) = nimbus_core::repoll::Repoll::new(watcher.watch(connection)).await {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
         });

@@ -64,27 +64,37 @@ struct OwnedBy {
     owner: Option<u32>,
 }
 
-impl axum::serve::Listener for OwnedBy {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl OwnedBy {
+    async fn accept(&self) -> tokio::net::TcpStream {
         loop {
-            let (stream, peer) = axum::serve::Listener::accept(&mut self.listener).await;
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                // A connection that went away before it was accepted.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => {
+                    // Out of file descriptors, most likely: the next accept would fail alike.
+                    tracing::warn!(%error, "a runtime API server cannot accept; pausing a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
             let Some(owner) = self.owner else {
-                return (stream, peer);
+                return stream;
             };
             let local = stream.local_addr();
             let peer_owner = local.ok().and_then(|local| socket_owner(peer, local));
             if peer_owner == Some(owner) {
-                return (stream, peer);
+                return stream;
             }
             tracing::warn!(%peer, ?peer_owner, owner, "refused a runtime API connection from another user");
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
     }
 }
 
@@ -175,15 +185,7 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, "a runtime API server failed");
-            }
-        });
+        let server = tokio::spawn(serve(listener, app));
         Ok(RuntimeApi {
             address,
             events,
@@ -210,6 +212,24 @@ impl RuntimeApi {
         }
         self.events.send(event).await.ok()?;
         Some(reply_rx)
+    }
+}
+
+/// Serves each connection of the runtime on a task of its own, until aborted.
+async fn serve(listener: OwnedBy, app: Router) {
+    let builder = hyper::server::conn::http1::Builder::new();
+    loop {
+        let tcp = listener.accept().await;
+        // Small request/response exchanges on kept-alive connections: never wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        // A request's body wakes its own connection's task: see `Repoll`.
+        tokio::spawn(async move {
+            if let Err(error) = nimbus_core::repoll::Repoll::new(connection).await {
+                tracing::debug!(%error, "a runtime API connection ended with an error");
+            }
+        });
     }
 }
 
