@@ -98,30 +98,50 @@ impl OwnedBy {
     }
 }
 
-/// The user owning the client socket of the loopback connection `client` → `server`, from
-/// `/proc/net/tcp`.
+/// The user owning the client socket of the loopback connection `client` → `server`, asked
+/// of the kernel for that one socket (netlink `sock_diag`): a lookup by its addresses, where
+/// reading `/proc/net/tcp` would cost milliseconds on a host with thousands of sockets.
 fn socket_owner(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Option<u32> {
-    let (std::net::SocketAddr::V4(client), std::net::SocketAddr::V4(server)) = (client, server)
-    else {
-        return None;
+    use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_sock_diag::SockDiagMessage;
+    use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let request = InetRequest {
+        family: if client.is_ipv4() { AF_INET } else { AF_INET6 },
+        protocol: IPPROTO_TCP,
+        extensions: ExtensionFlags::empty(),
+        states: StateFlags::all(),
+        socket_id: SocketId {
+            source_port: client.port(),
+            destination_port: server.port(),
+            source_address: client.ip(),
+            destination_address: server.ip(),
+            interface_id: 0,
+            // No cookie: the socket is found by its addresses.
+            cookie: [0xff; 8],
+        },
     };
-    // The kernel prints an address as the u32 of its bytes in host order, then the port.
-    let format = |address: std::net::SocketAddrV4| {
-        format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(address.ip().octets()),
-            address.port()
-        )
-    };
-    let (client, server) = (format(client), format(server));
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&client.as_str()) && fields.get(2) == Some(&server.as_str()))
-            .then(|| fields.get(7)?.parse().ok())
-            .flatten()
-    })
+    let mut message = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
+    message.finalize();
+    let mut sent = vec![0; message.buffer_len()];
+    message.serialize(&mut sent);
+
+    let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG).ok()?;
+    socket.connect(&netlink_sys::SocketAddr::new(0, 0)).ok()?;
+    socket.send(&sent, 0).ok()?;
+    let mut received = vec![0; 1024];
+    let length = socket.recv(&mut &mut received[..], 0).ok()?;
+    let answer = NetlinkMessage::<SockDiagMessage>::deserialize(received.get(..length)?).ok()?;
+    match answer.payload {
+        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+            Some(response.header.uid)
+        }
+        // An error: no such socket (it went away), or sock_diag is not available.
+        _ => None,
+    }
 }
 
 pub(crate) struct RuntimeApi {
@@ -384,5 +404,25 @@ async fn read_limited(body: Body) -> Result<Bytes, BodyError> {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
         Err(_) => Err(BodyError::Broken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_of_a_loopback_socket_is_its_user() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let client = client.local_addr().unwrap();
+        assert_eq!(
+            socket_owner(client, server),
+            Some(rustix::process::getuid().as_raw())
+        );
+        // No such connection: no owner, rather than a guess.
+        let elsewhere = std::net::SocketAddr::from(([127, 0, 0, 1], client.port() ^ 1));
+        assert_eq!(socket_owner(elsewhere, server), None);
     }
 }
