@@ -98,10 +98,24 @@ impl OwnedBy {
     }
 }
 
-/// The user owning the client socket of the loopback connection `client` → `server`, asked
-/// of the kernel for that one socket (netlink `sock_diag`): a lookup by its addresses, where
-/// reading `/proc/net/tcp` would cost milliseconds on a host with thousands of sockets.
+/// The user owning the client socket of the loopback connection `client` → `server`.
 fn socket_owner(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Option<u32> {
+    match sock_diag_owner(client, server) {
+        Ok(owner) => owner,
+        Err(error) => {
+            // A kernel without `inet_diag`, or a sandbox that forbids netlink.
+            tracing::debug!(%error, "sock_diag is unavailable; reading /proc/net/tcp");
+            proc_net_tcp_owner(client, server)
+        }
+    }
+}
+
+/// [`socket_owner`], asked of the kernel for that one socket (netlink `sock_diag`, a lookup
+/// by its addresses): `None` if there is no such socket (it went away).
+fn sock_diag_owner(
+    client: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+) -> std::io::Result<Option<u32>> {
     use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
     use netlink_packet_sock_diag::SockDiagMessage;
     use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
@@ -129,19 +143,52 @@ fn socket_owner(client: std::net::SocketAddr, server: std::net::SocketAddr) -> O
     let mut sent = vec![0; message.buffer_len()];
     message.serialize(&mut sent);
 
-    let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG).ok()?;
-    socket.connect(&netlink_sys::SocketAddr::new(0, 0)).ok()?;
-    socket.send(&sent, 0).ok()?;
+    let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG)?;
+    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+    socket.send(&sent, 0)?;
     let mut received = vec![0; 1024];
-    let length = socket.recv(&mut &mut received[..], 0).ok()?;
-    let answer = NetlinkMessage::<SockDiagMessage>::deserialize(received.get(..length)?).ok()?;
+    let length = socket.recv(&mut &mut received[..], 0)?;
+    received.truncate(length);
+    let answer =
+        NetlinkMessage::<SockDiagMessage>::deserialize(&received).map_err(std::io::Error::other)?;
     match answer.payload {
         NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-            Some(response.header.uid)
+            Ok(Some(response.header.uid))
         }
-        // An error: no such socket (it went away), or sock_diag is not available.
-        _ => None,
+        NetlinkPayload::Error(error) if error.to_io().kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        NetlinkPayload::Error(error) => Err(error.to_io()),
+        other => Err(std::io::Error::other(format!(
+            "unexpected sock_diag answer {other:?}"
+        ))),
     }
+}
+
+/// [`socket_owner`], found in `/proc/net/tcp`: milliseconds on a host with thousands of
+/// sockets, so only where `sock_diag` is unavailable.
+fn proc_net_tcp_owner(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Option<u32> {
+    let (std::net::SocketAddr::V4(client), std::net::SocketAddr::V4(server)) = (client, server)
+    else {
+        return None;
+    };
+    // The kernel prints an address as the u32 of its bytes in host order, then the port.
+    let format = |address: std::net::SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(address.ip().octets()),
+            address.port()
+        )
+    };
+    let (client, server) = (format(client), format(server));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&client.as_str()) && fields.get(2) == Some(&server.as_str()))
+            .then(|| fields.get(7)?.parse().ok())
+            .flatten()
+    })
 }
 
 pub(crate) struct RuntimeApi {
@@ -417,12 +464,12 @@ mod tests {
         let server = listener.local_addr().unwrap();
         let client = std::net::TcpStream::connect(server).unwrap();
         let client = client.local_addr().unwrap();
-        assert_eq!(
-            socket_owner(client, server),
-            Some(rustix::process::getuid().as_raw())
-        );
+        let me = Some(rustix::process::getuid().as_raw());
+        assert_eq!(sock_diag_owner(client, server).unwrap(), me);
+        assert_eq!(proc_net_tcp_owner(client, server), me);
         // No such connection: no owner, rather than a guess.
         let elsewhere = std::net::SocketAddr::from(([127, 0, 0, 1], client.port() ^ 1));
-        assert_eq!(socket_owner(elsewhere, server), None);
+        assert_eq!(sock_diag_owner(elsewhere, server).unwrap(), None);
+        assert_eq!(proc_net_tcp_owner(elsewhere, server), None);
     }
 }
