@@ -4,9 +4,10 @@
 //! service maps to HTTP (Lambda's error shape) and to gRPC, and the [`Invoker`] trait through
 //! which the gateway and the queue-worker reach the invoker, in-process or remote; event invoke
 //! configuration and retry policy; dead letters and the [`DeadLetters`] trait of the DLQ
-//! service. And [`repoll::Repoll`], the one future combinator the HTTP servers of the
-//! gateway and the invoker share.
+//! service. And what the HTTP servers of the gateway and the invoker share: [`repoll::Repoll`],
+//! a future combinator, and [`accept`], what their accept loops do with a failed accept.
 
+pub mod accept;
 pub mod alias;
 pub mod code;
 pub mod cors;

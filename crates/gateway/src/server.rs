@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use nimbus_core::accept;
 use tokio::net::TcpListener;
 use tokio::time::Sleep;
 use tower::ServiceExt as _;
@@ -102,18 +103,13 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// A failed accept: a connection that went away before it was accepted is nothing; anything
-/// else (out of file descriptors) is waited out, as the next accept would fail alike.
+/// A failed accept: see [`nimbus_core::accept`].
 async fn accept_failed(error: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        error.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
-    ) {
+    if accept::lost_one_connection(&error) {
         return;
     }
     tracing::warn!(%error, "cannot accept a connection; pausing accepts for a second");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(accept::PAUSE_AFTER_ACCEPT_ERROR).await;
 }
 
 /// A request body that fails once it has taken longer than its deadline, which each

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
-use nimbus_core::{RequestId, limits};
+use nimbus_core::{RequestId, accept, limits};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -69,19 +69,10 @@ impl OwnedBy {
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
-                // A connection that went away before it was accepted.
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    continue;
-                }
+                Err(error) if accept::lost_one_connection(&error) => continue,
                 Err(error) => {
-                    // Out of file descriptors, most likely: the next accept would fail alike.
                     tracing::warn!(%error, "a runtime API server cannot accept; pausing a second");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(accept::PAUSE_AFTER_ACCEPT_ERROR).await;
                     continue;
                 }
             };
