@@ -37,8 +37,8 @@ const GOAL_DRAIN_RATIO_TO_SYNC: f64 = 0.5;
 const GOAL_THROUGHPUT_RATIO_AT_32_CLIENTS: f64 = 0.12;
 /// Goal from the HTTP triggers issue, at the most clients measured.
 const GOAL_ROUTE_RATIO_TO_INVOKE: f64 = 0.9;
-/// Slices the route and the Invoke API take turns in.
-const ROUTE_ROUNDS: u32 = 4;
+/// Slices two measured targets take turns in (see [`LoadGenerator::alternating`]).
+const ROUNDS: u32 = 4;
 
 const NOOP_PYTHON: &str = "def handler(event, context):\n    return event\n";
 const NOOP_NODE: &str = "exports.handler = async (event) => event;\n";
@@ -122,11 +122,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut goals_met = true;
     let mut sync_per_second = 0.0;
     for &clients in &args.clients {
-        let echo = load
-            .measure(&echo_url, None, clients, args.duration)
-            .await?;
-        let invoke = load
-            .measure(&invoke_url, None, clients, args.duration)
+        let (echo, invoke) = load
+            .alternating(&echo_url, &invoke_url, clients, args.duration)
             .await?;
         if clients == max_clients {
             sync_per_second = invoke.per_second;
@@ -156,8 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    // HTTP route: the same function behind `POST /api/noop`, taking turns with the Invoke
-    // API so that both see the same machine.
+    // HTTP route: the same function behind `POST /api/noop`, against the Invoke API.
     add_noop_route(&reqwest::Client::new(), &endpoint).await?;
     let route_url = format!("{endpoint}{}/noop", nimbus_gateway::DEFAULT_ROUTES_PREFIX);
     println!("\nnimbus bench: sync HTTP route (POST /noop) vs the Invoke API, same function");
@@ -166,14 +162,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "clients", "inv p50", "inv rps", "route p50", "route rps", "rps x"
     );
     for &clients in &args.clients {
-        // Alternating slices, so that a drift of the machine weighs on both alike.
-        let slice = args.duration / ROUTE_ROUNDS;
-        let (mut invokes, mut routes) = (Vec::new(), Vec::new());
-        for _ in 0..ROUTE_ROUNDS {
-            invokes.push(load.measure(&invoke_url, None, clients, slice).await?);
-            routes.push(load.measure(&route_url, None, clients, slice).await?);
-        }
-        let (invoke, route) = (Measurement::mean(&invokes), Measurement::mean(&routes));
+        let (invoke, route) = load
+            .alternating(&invoke_url, &route_url, clients, args.duration)
+            .await?;
         let ratio = route.per_second / invoke.per_second;
         println!(
             "{clients:>7}  {:>10} {:>10.0}  {:>10} {:>10.0}  {ratio:>8.3}x",
@@ -426,6 +417,27 @@ impl LoadGenerator {
         let url = url.to_owned();
         self.run(async move { measure(&client, &url, header, clients, duration).await })
             .await
+    }
+
+    /// `first` and `second` measured in turns, [`ROUNDS`] slices each that add up to
+    /// `duration`; each one's mean over its slices. Taking turns, both see the same machine:
+    /// a VM's speed drifts within a run (a noisy neighbour; idle CPUs that halt between
+    /// requests in one minute and stay awake in the next), and one measured after the other
+    /// could compare two different machines.
+    async fn alternating(
+        &self,
+        first: &str,
+        second: &str,
+        clients: usize,
+        duration: Duration,
+    ) -> anyhow::Result<(Measurement, Measurement)> {
+        let slice = duration / ROUNDS;
+        let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            firsts.push(self.measure(first, None, clients, slice).await?);
+            seconds.push(self.measure(second, None, clients, slice).await?);
+        }
+        Ok((Measurement::mean(&firsts), Measurement::mean(&seconds)))
     }
 
     /// `clients` tasks each `XADD` an event like the gateway's, back to back, each on a
