@@ -85,6 +85,7 @@ impl Shared {
                 )
                 .await;
         };
+        event.resolved_version = Some(function.version.clone());
         let config = self
             .store
             .get_event_invoke_config(&event.function_name, &event.qualifier)

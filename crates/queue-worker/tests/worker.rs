@@ -328,6 +328,60 @@ async fn failed_attempts_are_retried_with_growing_waits() {
 }
 
 #[tokio::test]
+async fn an_event_sent_to_an_alias_is_recorded_with_the_version_it_ran() {
+    let f = Fixture::start().await;
+    let name = FunctionName::parse("fn").unwrap();
+    let latest = f.store.get_function(&name).await.unwrap().unwrap();
+    let published = f
+        .store
+        .publish_version(&latest, "", &latest.revision_id)
+        .await
+        .unwrap();
+    assert_eq!(published.version, "1");
+    f.store
+        .create_alias(&nimbus_core::Alias {
+            function_name: name.clone(),
+            name: "live".into(),
+            function_version: "1".into(),
+            description: String::new(),
+            routing: BTreeMap::new(),
+            revision_id: RequestId::new().to_string(),
+        })
+        .await
+        .unwrap();
+    f.invoker
+        .script("fn", |n| Ok(failure(&format!("attempt {n}"))));
+
+    let send = |qualifier: &str| {
+        let event = QueuedEvent::new(
+            RequestId::new(),
+            name.clone(),
+            qualifier,
+            Bytes::from_static(b"{}"),
+        );
+        let queue = f.queue.clone();
+        async move {
+            queue.enqueue(&event).await.unwrap();
+            event
+        }
+    };
+    let to_alias = send("live").await;
+    let record = f.finished(to_alias.request_id).await;
+    assert_eq!(record.status, InvocationStatus::DeadLettered);
+    assert_eq!(record.attempts, 3);
+    assert_eq!(
+        record.function_version, "1",
+        "the alias' version, not its name"
+    );
+    // A qualifier that names nothing never ran: the record keeps it as it was sent.
+    let to_nothing = send("gone").await;
+    let record = f.finished(to_nothing.request_id).await;
+    assert_eq!(record.error_type.as_deref(), Some("FunctionNotFound"));
+    assert_eq!(record.function_version, "gone");
+    f.stop().await;
+}
+
+#[tokio::test]
 async fn an_always_failing_event_is_dead_lettered_after_three_attempts() {
     let f = Fixture::start().await;
     f.invoker

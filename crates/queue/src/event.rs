@@ -41,6 +41,11 @@ pub struct QueuedEvent {
     /// `X-Nimbus-Callback-Url`: where the invocation record is POSTed when it ends.
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// The version the qualifier named when this attempt resolved it (an alias may name
+    /// another by the next attempt), for the records; not queued, as each attempt resolves
+    /// the qualifier again.
+    #[serde(skip)]
+    pub resolved_version: Option<String>,
 }
 
 impl QueuedEvent {
@@ -62,11 +67,13 @@ impl QueuedEvent {
             redrive_of: None,
             trace_context: None,
             callback_url: None,
+            resolved_version: None,
         }
     }
 
-    /// The invocation record of this event as it stands, in `status`: its attempts so far,
-    /// and the error of the last failed one.
+    /// The invocation record of this event as it stands, in `status`: the version it runs
+    /// (the qualifier until an attempt has resolved it), its attempts so far, and the error
+    /// of the last failed one.
     pub fn record(&self, status: InvocationStatus) -> InvocationRecord {
         let last = self.attempts.last();
         let duration_ms = last
@@ -74,7 +81,10 @@ impl QueuedEvent {
         InvocationRecord {
             request_id: self.request_id,
             function_name: self.function_name.clone(),
-            function_version: self.qualifier.clone(),
+            function_version: self
+                .resolved_version
+                .clone()
+                .unwrap_or_else(|| self.qualifier.clone()),
             invocation_type: InvocationType::Event,
             status,
             attempts: u32::try_from(self.attempts.len()).unwrap_or(u32::MAX),
@@ -149,6 +159,7 @@ mod tests {
             Bytes::from_static(b"{}"),
         );
         let queued = event.record(InvocationStatus::Queued);
+        assert_eq!(queued.function_version, "$LATEST");
         assert_eq!((queued.attempts, queued.error_type), (0, None));
         assert_eq!(queued.created_at, event.enqueued_at);
         assert!(queued.finished_at.is_none());
@@ -160,7 +171,9 @@ mod tests {
             error_type: Some("ValueError".into()),
             error_message: Some("boom".into()),
         });
+        event.resolved_version = Some("3".into());
         let failed = event.record(InvocationStatus::DeadLettered);
+        assert_eq!(failed.function_version, "3", "the version the alias named");
         assert_eq!(failed.attempts, 1);
         assert_eq!(failed.error_type.as_deref(), Some("ValueError"));
         assert_eq!(failed.duration_ms, Some(5.0));
