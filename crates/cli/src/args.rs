@@ -243,6 +243,12 @@ pub struct WorkerArgs {
     /// How long shutdown waits for running events before leaving them to be redelivered.
     #[arg(long, env = "NIMBUS_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Let callback URLs reach any address. By default only public addresses are called
+    /// back: never loopback, private or link-local ones (such as a cloud's metadata service),
+    /// which a caller could otherwise reach through the worker.
+    #[arg(long, env = "NIMBUS_CALLBACK_ALLOW_PRIVATE")]
+    pub callback_allow_private: bool,
 }
 
 #[derive(Debug, Args)]

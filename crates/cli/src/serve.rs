@@ -16,7 +16,7 @@ use nimbus_gateway::{AppState, GatewayConfig, ServeOptions};
 use nimbus_invoker::{InvokerConfig, LocalInvoker};
 use nimbus_proto::auth::ServiceToken;
 use nimbus_queue::{EventQueue, RedisQueue, RedisQueueConfig, SqliteQueue, SqliteQueueConfig};
-use nimbus_queue_worker::{QueueWorker, WorkerConfig};
+use nimbus_queue_worker::{CallbackNetworks, QueueWorker, WorkerConfig};
 use nimbus_store::{RecordWriter, RecordWriterConfig, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -486,6 +486,11 @@ pub fn worker_config(args: &WorkerArgs, queue: &QueueArgs, region: &str) -> Work
             system_error_max: args.system_retry_max_delay,
         },
         drain_timeout: args.drain_timeout,
+        callback_networks: if args.callback_allow_private {
+            CallbackNetworks::Any
+        } else {
+            CallbackNetworks::PublicOnly
+        },
         region: region.to_owned(),
         ..WorkerConfig::default()
     }

@@ -67,12 +67,14 @@ def keep(event, context):
     return {}
 "#;
 
-/// Short waits so that a test sees every retry in seconds.
-const FAST_RETRIES: &[(&str, &str)] = &[
+/// Short waits so that a test sees every retry in seconds, a small payload limit, and
+/// callbacks allowed to reach the tests' servers on loopback.
+const TEST_SETTINGS: &[(&str, &str)] = &[
     ("NIMBUS_RETRY_BASE_DELAY", "200ms"),
     ("NIMBUS_SYSTEM_RETRY_BASE_DELAY", "100ms"),
     ("NIMBUS_VISIBILITY_TIMEOUT", "2s"),
     ("NIMBUS_MAX_ASYNC_PAYLOAD", "2048"),
+    ("NIMBUS_CALLBACK_ALLOW_PRIVATE", "true"),
 ];
 
 fn http() -> reqwest::Client {
@@ -633,7 +635,7 @@ async fn zero_reserved_concurrency_stops_the_function(platform: &Platform) {
 
 macro_rules! on_both {
     ($case:ident) => {
-        on_both!($case, FAST_RETRIES);
+        on_both!($case, TEST_SETTINGS);
     };
     ($case:ident, $envs:expr) => {
         mod $case {
@@ -674,28 +676,28 @@ on_both!(
 
 #[tokio::test]
 async fn dev_sigterm_mid_event_drains_it() {
-    let mut platform = Platform::dev(FAST_RETRIES);
+    let mut platform = Platform::dev(TEST_SETTINGS);
     sigterm_mid_event_drains_it(&mut platform).await;
     assert_clean_exit(platform);
 }
 
 #[tokio::test]
 async fn distributed_sigterm_on_a_worker_mid_event_drains_it() {
-    let mut platform = Platform::distributed(FAST_RETRIES);
+    let mut platform = Platform::distributed(TEST_SETTINGS);
     sigterm_mid_event_drains_it(&mut platform).await;
     assert_clean_exit(platform);
 }
 
 #[tokio::test]
 async fn dev_crash_mid_event_loses_nothing() {
-    let mut platform = Platform::dev(FAST_RETRIES);
+    let mut platform = Platform::dev(TEST_SETTINGS);
     a_crash_mid_event_loses_nothing(&mut platform).await;
     assert_clean_exit(platform);
 }
 
 #[tokio::test]
 async fn distributed_worker_killed_mid_event_loses_nothing() {
-    let mut platform = Platform::distributed(FAST_RETRIES);
+    let mut platform = Platform::distributed(TEST_SETTINGS);
     a_crash_mid_event_loses_nothing(&mut platform).await;
     assert_clean_exit(platform);
 }
@@ -1078,7 +1080,7 @@ mod traces {
     use super::*;
 
     fn envs(otlp: &OtlpReceiver) -> Vec<(&'static str, String)> {
-        let mut envs: Vec<(&str, String)> = FAST_RETRIES
+        let mut envs: Vec<(&str, String)> = TEST_SETTINGS
             .iter()
             .map(|(key, value)| (*key, (*value).to_owned()))
             .collect();

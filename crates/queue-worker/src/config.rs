@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use nimbus_core::{RequestId, RetryPolicy};
 
+use crate::CallbackNetworks;
+
 pub const DEFAULT_MAX_INFLIGHT: usize = 64;
 pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -27,6 +29,8 @@ pub struct WorkerConfig {
     /// POSTs of an invocation record to a callback URL, the first included; the waits
     /// between them follow the retry policy's system back-off.
     pub callback_attempts: u32,
+    /// Which addresses callback URLs may reach.
+    pub callback_networks: CallbackNetworks,
     /// Region and account shown in the function ARNs of invocation records.
     pub region: String,
     pub account_id: String,
@@ -42,6 +46,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             callback_attempts: DEFAULT_CALLBACK_ATTEMPTS,
+            callback_networks: CallbackNetworks::default(),
             region: "us-east-1".to_owned(),
             account_id: "000000000000".to_owned(),
         }

@@ -5,13 +5,16 @@
 //! A function error or timeout spends an attempt and is retried after a growing wait; a
 //! throttle or a Nimbus failure spends none and backs off until the event is too old. Results
 //! go to the function's `OnSuccess` / `OnFailure` destinations and to the caller's callback
-//! URL. Delivery is at-least-once: an event is acked only after its outcome is recorded
+//! URL (public addresses only, unless configured otherwise: see [`callback`]). Delivery is
+//! at-least-once: an event is acked only after its outcome is recorded
 //! where it must be (dead letter stored, destination queued).
 
+pub mod callback;
 pub mod config;
 mod destination;
 mod process;
 mod worker;
 
+pub use callback::CallbackNetworks;
 pub use config::WorkerConfig;
 pub use worker::{QueueWorker, WorkerStats};

@@ -422,6 +422,13 @@ impl Shared {
     }
 
     fn spawn_callback(&self, url: String, request_id: RequestId, document: bytes::Bytes) {
+        if let Some(reason) = crate::callback::refusal(&url, self.config.callback_networks) {
+            tracing::warn!(%url, %request_id, %reason, "callback refused: only public addresses are called back");
+            self.counters
+                .callbacks_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let http = self.http.clone();
         let attempts = self.config.callback_attempts.max(1);
         let retry = self.config.retry;
@@ -432,7 +439,6 @@ impl Shared {
                     .post(&url)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .header("x-nimbus-request-id", request_id.to_string())
-                    .timeout(Duration::from_secs(10))
                     .body(document.clone())
                     .send()
                     .await;

@@ -18,7 +18,7 @@ use nimbus_core::{
 };
 use nimbus_dlq::DeadLetterService;
 use nimbus_queue::{EventQueue, QueuedEvent, SqliteQueue, SqliteQueueConfig};
-use nimbus_queue_worker::{QueueWorker, WorkerConfig};
+use nimbus_queue_worker::{CallbackNetworks, QueueWorker, WorkerConfig};
 use nimbus_store::{RecordWriter, RecordWriterConfig, SqliteStore, Store};
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -134,7 +134,19 @@ impl Fixture {
 
     /// Starts a worker whose DLQ client is `wrap` of the real one.
     async fn start_with(wrap: impl FnOnce(Arc<dyn DeadLetters>) -> Arc<dyn DeadLetters>) -> Self {
-        let mut fixture = Self::build(wrap, Duration::from_secs(30)).await;
+        let mut fixture = Self::build(wrap, Duration::from_secs(30), CallbackNetworks::Any).await;
+        fixture.run_worker();
+        fixture
+    }
+
+    /// Starts a worker that calls back public addresses only, as a deployed one does.
+    async fn start_public_callbacks_only() -> Self {
+        let mut fixture = Self::build(
+            |dead_letters| dead_letters,
+            Duration::from_secs(30),
+            CallbackNetworks::PublicOnly,
+        )
+        .await;
         fixture.run_worker();
         fixture
     }
@@ -143,6 +155,7 @@ impl Fixture {
     async fn build(
         wrap: impl FnOnce(Arc<dyn DeadLetters>) -> Arc<dyn DeadLetters>,
         visibility_timeout: Duration,
+        callback_networks: CallbackNetworks,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("store.db").display());
@@ -165,6 +178,8 @@ impl Fixture {
                 system_error_max: Duration::from_millis(200),
             },
             claim_wait: Duration::from_millis(100),
+            // The tests' callback servers listen on loopback.
+            callback_networks,
             ..WorkerConfig::default()
         };
         let worker = QueueWorker::new(
@@ -607,6 +622,51 @@ async fn a_callback_url_gets_the_record_with_retries() {
     f.stop().await;
 }
 
+#[tokio::test]
+async fn callbacks_to_private_addresses_are_refused_by_default() {
+    let hits = Arc::new(Mutex::new(0_u32));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let hits = hits.clone();
+            move || async move {
+                *hits.lock().unwrap() += 1;
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let f = Fixture::start_public_callbacks_only().await;
+    // By address, and by a name that resolves to it.
+    let urls = [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+    ];
+    for url in &urls {
+        let mut event = QueuedEvent::new(
+            RequestId::new(),
+            FunctionName::parse("fn").unwrap(),
+            LATEST,
+            Bytes::from_static(b"{}"),
+        );
+        event.callback_url = Some(url.clone());
+        f.queue.enqueue(&event).await.unwrap();
+        let record = f.finished(event.request_id).await;
+        assert_eq!(record.status, InvocationStatus::Succeeded, "{url}");
+    }
+    let worker = f.worker.clone();
+    // Stopping waits for the callbacks still being sent.
+    f.stop().await;
+    assert_eq!(worker.stats().callbacks_failed, 2);
+    assert_eq!(
+        *hits.lock().unwrap(),
+        0,
+        "a refused callback reached the server"
+    );
+}
+
 /// A DLQ service that refuses the first `refusals` letters.
 struct FlakyDeadLetters {
     inner: Arc<dyn DeadLetters>,
@@ -682,7 +742,12 @@ async fn an_unreachable_dlq_delays_the_ack_but_never_reruns_a_spent_event() {
 /// without running again, its record final.
 #[tokio::test]
 async fn a_redelivered_event_that_had_already_ended_is_acked_not_run_again() {
-    let mut f = Fixture::build(|dead_letters| dead_letters, Duration::from_millis(200)).await;
+    let mut f = Fixture::build(
+        |dead_letters| dead_letters,
+        Duration::from_millis(200),
+        CallbackNetworks::Any,
+    )
+    .await;
     let succeeded = f.send("fn", "{}").await;
     let dead_lettered = f.send("fn", "{}").await;
     let claimed = f
