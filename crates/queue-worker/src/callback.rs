@@ -6,8 +6,9 @@
 //! default a callback goes only to public addresses. The check holds for the address
 //! actually connected to: names are resolved by a resolver that drops every other address,
 //! so a name cannot resolve to a public address when checked and to a private one when
-//! used, and redirects are not followed. [`CallbackNetworks::Any`] lifts the restriction
-//! where callers are trusted (local development, hooks on the same network).
+//! used, and redirects are not followed. (Behind an egress proxy the proxy resolves names,
+//! and policing them is its job.) [`CallbackNetworks::Any`] lifts the restriction where
+//! callers are trusted (local development, hooks on the same network).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
