@@ -29,8 +29,9 @@ pub enum CallbackNetworks {
     Any,
 }
 
-/// The HTTP client callbacks are sent with, enforcing `networks`.
-pub(crate) fn client(networks: CallbackNetworks) -> reqwest::Client {
+/// The HTTP client callbacks are sent with, enforcing `networks`; `None` (logged) if it
+/// cannot start, and then no callback is sent: a plain client would not enforce them.
+pub(crate) fn client(networks: CallbackNetworks) -> Option<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .timeout(CALLBACK_TIMEOUT)
         // A redirect could lead anywhere: a callback endpoint answers itself or fails.
@@ -39,12 +40,12 @@ pub(crate) fn client(networks: CallbackNetworks) -> reqwest::Client {
         CallbackNetworks::PublicOnly => builder.dns_resolver(Arc::new(PublicAddressesOnly)),
         CallbackNetworks::Any => builder,
     };
-    builder.build().unwrap_or_else(|error| {
-        // Only a TLS backend that cannot start fails here; plain defaults then still work
-        // for http:// callbacks, and https:// ones fail per request with the reason.
-        tracing::error!(%error, "cannot build the callback client; using the defaults");
-        reqwest::Client::new()
-    })
+    builder
+        .build()
+        .inspect_err(|error| {
+            tracing::error!(%error, "cannot start the callback client; no callback will be sent");
+        })
+        .ok()
 }
 
 /// Why `url` may not be called back under `networks`, if it may not. Names are checked when

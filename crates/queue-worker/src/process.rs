@@ -422,14 +422,21 @@ impl Shared {
     }
 
     fn spawn_callback(&self, url: String, request_id: RequestId, document: bytes::Bytes) {
-        if let Some(reason) = crate::callback::refusal(&url, self.config.callback_networks) {
-            tracing::warn!(%url, %request_id, %reason, "callback refused: only public addresses are called back");
-            self.counters
-                .callbacks_failed
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let http = self.http.clone();
+        let sendable = match crate::callback::refusal(&url, self.config.callback_networks) {
+            Some(reason) => Err(reason),
+            None => (self.callback_http.clone())
+                .ok_or_else(|| "the callback client did not start".to_owned()),
+        };
+        let http = match sendable {
+            Ok(http) => http,
+            Err(reason) => {
+                tracing::warn!(%url, %request_id, %reason, "callback not sent");
+                self.counters
+                    .callbacks_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
         let attempts = self.config.callback_attempts.max(1);
         let retry = self.config.retry;
         let counters = self.counters.clone();

@@ -35,7 +35,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) records: RecordWriter,
     pub(crate) config: WorkerConfig,
-    pub(crate) http: reqwest::Client,
+    /// Sends callbacks; `None` if it could not start (see [`crate::callback::client`]).
+    pub(crate) callback_http: Option<reqwest::Client>,
     /// Callback POSTs, which outlive the event they report on.
     pub(crate) callbacks: TaskTracker,
     pub(crate) counters: Arc<Counters>,
@@ -84,7 +85,7 @@ impl QueueWorker {
                 dead_letters,
                 store,
                 records,
-                http: crate::callback::client(config.callback_networks),
+                callback_http: crate::callback::client(config.callback_networks),
                 config,
                 callbacks: TaskTracker::new(),
                 counters: Arc::default(),
